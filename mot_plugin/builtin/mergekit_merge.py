@@ -1,0 +1,129 @@
+"""Built-in merge plugin: mergekit configs checked against mergekit's own method registry, and
+`mergekit-yaml` as a subprocess.
+
+mergekit ignores unknown keys silently, so every method name and parameter is checked here before
+anything runs. mergekit is imported lazily (it imports torch).
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from functools import cache
+from typing import Any
+
+from mot_plugin.hookspecs import hookimpl
+from mot_plugin.process import run_logged
+from mot_plugin.recipe import Recipe, RecipeError
+from mot_plugin.specs import MergeSpec, Step
+
+# Files a linear (base-less) merge takes from the first branch, so the donor is deterministic
+# (mergekit picks one from a set otherwise).
+DONOR_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
+               "generation_config.json")
+
+
+@cache
+def _method(name: str):
+    from mergekit.merge_methods.registry import get, registered_methods
+
+    try:
+        return get(name)
+    except RuntimeError:
+        known = ", ".join(sorted(m.spec.name for m in registered_methods()))
+        raise RecipeError(f"mot.merge.method: unknown mergekit method {name!r} (known: {known})") from None
+
+
+def uses_base_model(recipe: Recipe) -> bool:
+    """Whether the round's student is mergekit's `base_model` (resolves `base_model: auto`)."""
+    choice = recipe.mot.merge.base_model
+    if choice != "auto":
+        return choice == "student"
+    return _method(recipe.mot.merge.method).spec.contract.base.value == "required"
+
+
+@hookimpl
+def mot_check_recipe(recipe: Recipe) -> None:
+    """Method, parameters, per-teacher parameters and the number of inputs, as mergekit sees them."""
+    merge = recipe.mot.merge
+    spec = _method(merge.method).spec
+    params = {p.name: p for p in spec.parameters}
+    known = ", ".join(params) or "none"
+    policy = spec.contract.base.value
+    if merge.base_model == "student" and policy == "forbidden":
+        raise RecipeError(f"mot.merge.base_model: {merge.method} takes no base model")
+    if merge.base_model == "none" and policy == "required":
+        raise RecipeError(f"mot.merge.base_model: {merge.method} needs a base model (use student or auto)")
+    for name, value in merge.parameters.items():
+        _check_value(params, name, value, f"mot.merge.parameters.{name}", merge.method, known)
+    for i, teacher in enumerate(recipe.mot.teachers):
+        for name, value in teacher.merge_parameters.items():
+            key = f"mot.teachers.{i}.merge_parameters.{name}"
+            if name == "weight":
+                raise RecipeError(f"{key}: set mot.teachers.{i}.weight instead")
+            _check_value(params, name, value, key, merge.method, known)
+            if params[name].scope.value == "shared":
+                raise RecipeError(f"{key}: a global parameter of {merge.method}; set it in mot.merge.parameters")
+        if teacher.weight != 1.0 and "weight" not in params:
+            raise RecipeError(f"mot.teachers.{i}.weight: {merge.method} takes no weights")
+    for name, param in params.items():
+        if param.required and param.scope.value == "shared" and name not in merge.parameters:
+            raise RecipeError(f"mot.merge.parameters.{name}: required by {merge.method}")
+    inputs = len(recipe.mot.teachers) + uses_base_model(recipe)
+    contract = spec.contract
+    if inputs < contract.min_inputs or (contract.max_inputs is not None and inputs > contract.max_inputs):
+        most = contract.max_inputs if contract.max_inputs is not None else "any"
+        raise RecipeError(
+            f"mot.teachers: {merge.method} merges {contract.min_inputs} to {most} models, "
+            f"this recipe gives it {inputs}"
+        )
+
+
+def _check_value(params: dict, name: str, value: Any, key: str, method: str, known: str) -> None:
+    if name not in params:
+        raise RecipeError(f"{key}: not a parameter of {method} (known: {known})")
+    try:
+        params[name].validate(value)
+    except Exception as err:  # pydantic's ValidationError, one line of it
+        raise RecipeError(f"{key}: invalid value {value!r} ({str(err).splitlines()[-1].strip()})") from None
+
+
+@hookimpl(trylast=True)
+def mot_merge_config(recipe: Recipe, merge: MergeSpec) -> dict[str, Any]:
+    """A plain mergekit YAML: `mergekit-yaml merge.yaml OUT` reproduces the merge as it is."""
+    settings = recipe.mot.merge
+    weighted = "weight" in {p.name for p in _method(settings.method).spec.parameters}
+    models = []
+    for branch in merge.branches:
+        parameters = dict(branch.teacher.merge_parameters)
+        if weighted:
+            parameters["weight"] = branch.teacher.weight
+        models.append({"model": str(branch.output_dir), **({"parameters": parameters} if parameters else {})})
+    config: dict[str, Any] = {"merge_method": settings.method}
+    if uses_base_model(recipe):
+        config["base_model"] = merge.student
+    config["models"] = models
+    if settings.parameters:
+        config["parameters"] = dict(settings.parameters)
+    config["dtype"] = settings.dtype
+    config["out_dtype"] = settings.out_dtype or settings.dtype
+    return config
+
+
+@hookimpl(trylast=True)
+def mot_run_merge(recipe: Recipe, step: Step) -> dict[str, Any]:
+    """`mergekit-yaml merge.yaml OUT` into a scratch directory, renamed into place when complete."""
+    scratch = step.output_dir.with_name(step.output_dir.name + ".partial")
+    shutil.rmtree(scratch, ignore_errors=True)
+    cmd = [sys.executable, "-m", "mergekit.scripts.run_yaml", str(step.config_path), str(scratch),
+           "--random-seed", str(recipe.mot.seed), "--quiet"]
+    run_logged(step.id, cmd, step.log_path)
+    if "base_model" not in step.config:
+        donor = step.spec.branches[0].output_dir
+        for name in DONOR_FILES:
+            if (donor / name).is_file():
+                shutil.copy2(donor / name, scratch / name)
+    shutil.rmtree(step.output_dir, ignore_errors=True)
+    scratch.rename(step.output_dir)
+    return {"merged": str(step.output_dir), "method": step.config["merge_method"],
+            "inputs": [m["model"] for m in step.config["models"]]}

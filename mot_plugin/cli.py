@@ -1,0 +1,128 @@
+"""The `mot` command (also `axolotl mot`): plan, run, status, and the built-in toy data."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+from mot_plugin.planner import Plan, plan_run
+from mot_plugin.plugins import plugin_manager
+from mot_plugin.process import StepFailed
+from mot_plugin.recipe import RecipeError, load_recipe
+from mot_plugin.runner import RunLocked, run_plan, status_rows, step_state, write_configs
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"mot: error: {message}", err=True)
+    sys.exit(code)
+
+
+def _plan(recipe_path: str | Path, check_files: bool = True) -> tuple[Plan, object]:
+    recipe = load_recipe(recipe_path, check_files=check_files)
+    pm = plugin_manager(recipe.mot.plugins)
+    pm.hook.mot_check_recipe(recipe=recipe)
+    return plan_run(recipe, pm.hook), pm
+
+
+def _weights_bytes(model: str) -> int | None:
+    path = Path(model)
+    if not path.is_dir():
+        return None
+    return sum(f.stat().st_size for pattern in ("*.safetensors", "*.bin") for f in path.glob(pattern))
+
+
+def _human(size: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1024 or unit == "TB":
+            return f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Merge-of-Thought distillation: per-teacher Axolotl branches merged with mergekit, round after round."""
+
+
+@main.command()
+@click.argument("recipe", type=click.Path(dir_okay=False))
+def plan(recipe: str) -> None:
+    """Validate RECIPE, write every config file of the run, and print the plan. Runs nothing."""
+    try:
+        the_plan, _ = _plan(recipe)
+        write_configs(the_plan)
+    except RecipeError as err:
+        _fail(str(err), 2)
+    mot = the_plan.recipe.mot
+    click.echo(f"Plan for {the_plan.recipe.run_dir}")
+    click.echo(f"  {len(mot.teachers)} teachers x {mot.rounds} rounds x {mot.steps_per_round} steps = "
+               f"{the_plan.branch_steps} branch-steps; merge: {mot.merge.method}")
+    for step in the_plan.steps:
+        click.echo(f"  {step.id:<32} {step_state(step):<8} {step.config_path}")
+    size = _weights_bytes(the_plan.recipe.student)
+    if size:
+        click.echo(f"  disk: about {_human(the_plan.disk_estimate(size))} of weights "
+                   f"({len(the_plan.steps)} checkpoints of {_human(size)}), plus tokenized data")
+    else:
+        click.echo("  disk: unknown (the student is not a local directory)")
+    click.echo(f"Wrote {len(the_plan.steps)} step configs and recipe.yaml; nothing was run. Next: mot run {recipe}")
+
+
+@main.command()
+@click.argument("recipe", type=click.Path(dir_okay=False))
+def run(recipe: str) -> None:
+    """Run RECIPE; running it again resumes where it stopped."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stops the running step's process too
+    try:
+        the_plan, pm = _plan(recipe)
+        run_plan(the_plan, pm.hook, echo=click.echo)
+    except (RecipeError, RunLocked) as err:
+        _fail(str(err), 2)
+    except StepFailed as err:
+        _fail(f"{err} (finished steps are kept; rerun `mot run {recipe}` to resume)", 1)
+    click.echo(f"Final student: {the_plan.final_student()}")
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+def status(run_dir: str) -> None:
+    """What is done, running, failed or pending in RUN_DIR, with each step's result and log."""
+    recipe_file = Path(run_dir) / "recipe.yaml"
+    if not recipe_file.is_file():
+        _fail(f"{recipe_file}: not found (is {run_dir} a run directory made by mot plan or mot run?)", 2)
+    try:
+        the_plan, _ = _plan(recipe_file, check_files=False)
+    except RecipeError as err:
+        _fail(str(err), 2)
+    for row in status_rows(the_plan):
+        result = row["result"]
+        parts = [f"{row['step']:<32} {row['state']:<8}"]
+        if row["seconds"] is not None:
+            parts.append(f"{row['seconds']:>7.1f}s")
+        if "steps" in result:
+            parts.append(f"steps {result['steps']}, loss {result['final_train_loss']:.4f}, "
+                         f"tokens {result['tokens_trained']}")
+        if row["state"] in ("failed", "running"):
+            parts.append(f"log {row['log']}")
+        if row["error"] and row["state"] == "failed":
+            parts.append(row["error"])
+        click.echo("  ".join(parts))
+
+
+@main.command()
+@click.argument("out_dir", type=click.Path(file_okay=False), default="toy")
+@click.option("--seed", default=0, show_default=True)
+def toy(out_dir: str, seed: int) -> None:
+    """Write the built-in default's tiny student and three synthetic teachers into OUT_DIR."""
+    from mot_plugin.toy import make_toy
+
+    paths = make_toy(out_dir, seed=seed)
+    for name, path in paths.items():
+        click.echo(f"{name}: {path}")
+
+
+if __name__ == "__main__":
+    main()

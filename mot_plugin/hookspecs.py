@@ -1,0 +1,53 @@
+"""The MoT hook specifications (pluggy project `mot`).
+
+Planning hooks return values and have no side effects; a plugin adjusts the built-in result with
+a `wrapper=True` implementation (`config = yield; ...; return config`). Execution hooks are
+first-result: the built-in implementation is `trylast`, so a plugin that returns a result takes
+the step over (another launcher, another merger).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pluggy
+
+from mot_plugin.recipe import Recipe
+from mot_plugin.specs import BranchSpec, MergeSpec, Step
+
+PROJECT = "mot"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def mot_check_recipe(recipe: Recipe) -> None:
+    """Check the recipe before anything is planned; raise `RecipeError` (one line) on bad input."""
+
+
+@hookspec(firstresult=True)
+def mot_branch_config(recipe: Recipe, branch: BranchSpec) -> dict[str, Any]:
+    """Return the complete Axolotl config (a dict) of one branch."""
+
+
+@hookspec(firstresult=True)
+def mot_merge_config(recipe: Recipe, merge: MergeSpec) -> dict[str, Any]:
+    """Return the complete mergekit config (a dict) of one round's merge."""
+
+
+@hookspec(firstresult=True)
+def mot_run_branch(recipe: Recipe, step: Step) -> dict[str, Any]:
+    """Train one branch from `step.config_path`, logging to `step.log_path`, weights into
+    `step.output_dir`; return its result (steps, final train loss, tokens, runtime). Raise on failure."""
+
+
+@hookspec(firstresult=True)
+def mot_run_merge(recipe: Recipe, step: Step) -> dict[str, Any]:
+    """Merge as `step.config_path` says into `step.output_dir`; return a result dict. Raise on failure."""
+
+
+@hookspec
+def mot_round_end(recipe: Recipe, round: int, student: Path, results: dict[str, dict[str, Any]]) -> None:
+    """Called after each round's merge: `student` is the merged model, `results` the round's
+    step results keyed by step id."""

@@ -1,0 +1,237 @@
+"""The recipe: an Axolotl YAML whose keys every branch shares, plus a strict `mot:` block.
+
+Light on purpose: no torch, axolotl or mergekit imports. `load_recipe` validates the schema and
+the inputs it names (dataset files, the student) and raises `RecipeError` with a one-line message
+that names the file, key or line at fault.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class RecipeError(ValueError):
+    """Bad input: a one-line message naming the key, file or line at fault."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# Keys the planner writes into every branch config; a recipe that sets them is ambiguous.
+PLANNER_KEYS = {
+    "base_model": "the round's student",
+    "output_dir": "each branch's own directory under mot.run_dir",
+    "max_steps": "mot.steps_per_round",
+    "datasets": "mot.teachers[].datasets",
+    "dataset_prepared_path": "one prepared-data directory per teacher under mot.run_dir",
+    "seed": "mot.seed",
+}
+
+
+class Teacher(_Strict):
+    """One teacher: its chain-of-thought corpus becomes one SFT branch per round."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    """Unique short name; used in directory names (`branch-<name>`)."""
+    datasets: list[dict[str, Any]] = Field(min_length=1)
+    """Axolotl `datasets` entries for this teacher (for example `type: chat_template`)."""
+    overrides: dict[str, Any] = {}
+    """Axolotl keys that replace the shared ones for this teacher's branches only."""
+    weight: float = 1.0
+    """This teacher's merge weight (mergekit `weight`; linear averaging normalizes the weights)."""
+    merge_parameters: dict[str, Any] = {}
+    """Other per-model mergekit parameters for this teacher's branch (for example `density`)."""
+
+    @field_validator("overrides")
+    @classmethod
+    def _no_planner_keys(cls, overrides: dict[str, Any]) -> dict[str, Any]:
+        for key in overrides:
+            if key in PLANNER_KEYS or key == "tokenizer_config":
+                raise ValueError(f"{key!r} cannot be overridden per teacher (set by {PLANNER_KEYS.get(key, 'the recipe')})")
+        return overrides
+
+
+class Merge(_Strict):
+    """How each round's branch students are merged (any mergekit method)."""
+
+    method: str = "linear"
+    """A mergekit `merge_method` name; checked against mergekit's registry."""
+    parameters: dict[str, Any] = {}
+    """Global mergekit parameters of the method (for example `normalize`, `lambda`, `t`)."""
+    dtype: str = "float32"
+    """The dtype mergekit computes in."""
+    out_dtype: str | None = None
+    """The dtype of the merged weights (default: `dtype`). Use `bfloat16` for large students."""
+    base_model: Literal["auto", "student", "none"] = "auto"
+    """`student`: the round's student is mergekit's `base_model` (task_arithmetic, ties, ...);
+    `none`: no base model (linear); `auto`: whatever the method requires."""
+
+
+class MotConfig(_Strict):
+    """The `mot:` block."""
+
+    teachers: list[Teacher] = Field(min_length=2)
+    """At least two teachers, each with its own datasets."""
+    rounds: int = Field(ge=1)
+    """How many branch-then-merge rounds to run (the paper: 5)."""
+    steps_per_round: int = Field(ge=1)
+    """Optimizer steps of every branch in every round (Axolotl `max_steps`; the paper: 50)."""
+    merge: Merge = Merge()
+    """The merge of each round's branches."""
+    run_dir: str = "runs/mot"
+    """Where the run lives (relative paths are relative to the working directory)."""
+    seed: int = 42
+    """Base seed; round r's branches train with `seed + r - 1`."""
+    plugins: list[str] = []
+    """Python modules to load as MoT plugins for this recipe (besides installed entry points)."""
+
+    @model_validator(mode="after")
+    def _unique_teachers(self) -> "MotConfig":
+        names = [t.name for t in self.teachers]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f"teacher name {name!r} is used twice")
+        return self
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A validated recipe: the shared Axolotl keys and the `mot:` block, paths made absolute."""
+
+    axolotl: dict[str, Any]
+    mot: MotConfig
+    source: str = "<recipe>"
+
+    @property
+    def student(self) -> str:
+        """The round-0 student (the recipe's `base_model`)."""
+        return self.axolotl["base_model"]
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.mot.run_dir)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The recipe as YAML-ready data (what `recipe.yaml` in the run directory holds)."""
+        return {**self.axolotl, "mot": self.mot.model_dump(mode="json")}
+
+
+def load_recipe(path: str | Path, *, check_files: bool = True) -> Recipe:
+    """Read, validate and resolve the recipe at `path`."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise RecipeError(f"{path}: no such recipe file") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        raise RecipeError(f"{path}{where}: not valid YAML ({getattr(err, 'problem', err)})") from None
+    recipe = parse_recipe(data, source=str(path))
+    if check_files:
+        check_inputs(recipe)
+    return recipe
+
+
+def parse_recipe(data: Any, *, source: str = "<recipe>") -> Recipe:
+    """Validate recipe data (a mapping) and make its local paths absolute."""
+    if not isinstance(data, dict):
+        raise RecipeError(f"{source}: a recipe must be a YAML mapping")
+    shared = {k: v for k, v in data.items() if k != "mot"}
+    if "mot" not in data:
+        raise RecipeError(f"{source}: missing the `mot:` block")
+    if not shared.get("base_model"):
+        raise RecipeError(f"{source}: base_model: required (the round-0 student)")
+    for key, owner in PLANNER_KEYS.items():
+        if key != "base_model" and key in shared:
+            raise RecipeError(f"{source}: {key}: set per branch by mot ({owner}); remove it")
+    try:
+        mot = MotConfig.model_validate(data["mot"])
+    except ValidationError as err:
+        first = err.errors()[0]
+        loc = ".".join(str(p) for p in ("mot", *first["loc"]))
+        msg = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
+        raise RecipeError(f"{source}: {loc}: {msg}") from None
+    shared["base_model"] = _local_or_hub(shared["base_model"])
+    if shared.get("tokenizer_config"):
+        shared["tokenizer_config"] = _local_or_hub(shared["tokenizer_config"])
+    teachers = [
+        t.model_copy(update={"datasets": [_resolve_dataset(d) for d in t.datasets]}) for t in mot.teachers
+    ]
+    mot = mot.model_copy(update={"teachers": teachers, "run_dir": str(Path(mot.run_dir).absolute())})
+    return Recipe(axolotl=shared, mot=mot, source=source)
+
+
+def _looks_local(value: str) -> bool:
+    """A path rather than a hub id: explicit (`./`, `/`, `~`), existing, or deeper than `org/name`."""
+    return value.startswith((".", "/", "~")) or Path(value).exists() or value.count("/") > 1
+
+
+def _local_or_hub(value: str) -> str:
+    """Absolute path for a local path; a hub id (`org/name`) is kept as it is."""
+    return str(Path(value).expanduser().absolute()) if _looks_local(value) else value
+
+
+def _resolve_dataset(entry: dict[str, Any]) -> dict[str, Any]:
+    path = entry.get("path")
+    if not isinstance(path, str) or not (_looks_local(path) or path.endswith((".json", ".jsonl"))):
+        return dict(entry)
+    return {**entry, "path": str(Path(path).expanduser().absolute())}
+
+
+def check_inputs(recipe: Recipe) -> None:
+    """Check that the student and every local dataset exist and parse; raise `RecipeError`."""
+    src = recipe.source
+    student = recipe.student
+    if Path(student).is_absolute():
+        model_dir = Path(student)
+        if not model_dir.is_dir():
+            raise RecipeError(f"{src}: base_model: {student} does not exist")
+        if not (model_dir / "config.json").is_file() or not _has_weights(model_dir):
+            raise RecipeError(f"{src}: base_model: {student} holds no model (config.json and weights)")
+    for i, teacher in enumerate(recipe.mot.teachers):
+        for j, entry in enumerate(teacher.datasets):
+            key = f"mot.teachers.{i}.datasets.{j}.path"
+            path = entry.get("path")
+            if not path:
+                raise RecipeError(f"{src}: {key}: required (teacher {teacher.name!r})")
+            if Path(path).is_absolute():
+                _check_dataset_file(Path(path), f"{src}: {key}")
+
+
+def _has_weights(model_dir: Path) -> bool:
+    return any(model_dir.glob("*.safetensors")) or any(model_dir.glob("*.bin"))
+
+
+def _check_dataset_file(path: Path, where: str) -> None:
+    if not path.exists():
+        raise RecipeError(f"{where}: {path} does not exist")
+    if path.is_dir() or path.suffix != ".jsonl":
+        return
+    empty = True
+    with path.open() as lines:
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise RecipeError(f"{path}:{number}: malformed JSONL line ({err.msg})") from None
+            if not isinstance(row, dict):
+                raise RecipeError(f"{path}:{number}: a JSONL row must be an object")
+            empty = False
+    if empty:
+        raise RecipeError(f"{where}: {path} has no rows")
+
+
+def dump_yaml(data: Any) -> str:
+    """YAML text in the order the data was built (what `mot plan` writes)."""
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True)
+
