@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 
 class RecipeError(ValueError):
@@ -92,13 +92,14 @@ class MotConfig(_Strict):
     plugins: list[str] = []
     """Python modules to load as MoT plugins for this recipe (besides installed entry points)."""
 
-    @model_validator(mode="after")
-    def _unique_teachers(self) -> "MotConfig":
-        names = [t.name for t in self.teachers]
+    @field_validator("teachers")
+    @classmethod
+    def _unique_teachers(cls, teachers: list[Teacher]) -> list[Teacher]:
+        names = [t.name for t in teachers]
         for name in names:
             if names.count(name) > 1:
                 raise ValueError(f"teacher name {name!r} is used twice")
-        return self
+        return teachers
 
 
 @dataclass(frozen=True)
@@ -157,7 +158,7 @@ def parse_recipe(data: Any, *, source: str = "<recipe>") -> Recipe:
     except ValidationError as err:
         first = err.errors()[0]
         loc = ".".join(str(p) for p in ("mot", *first["loc"]))
-        msg = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
+        msg = "unknown key" if first["type"] == "extra_forbidden" else first["msg"].removeprefix("Value error, ")
         raise RecipeError(f"{source}: {loc}: {msg}") from None
     shared["base_model"] = _local_or_hub(shared["base_model"])
     if shared.get("tokenizer_config"):

@@ -1,0 +1,74 @@
+"""Shared fixtures: the toy student and teachers (built on the spot), and recipe writers."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("AXOLOTL_DO_NOT_TRACK", "1")
+
+# Shared Axolotl keys of the test recipes: CPU, tiny batches, short sequences.
+SHARED = {
+    "chat_template": "tokenizer_default",
+    "sequence_len": 128,
+    "sample_packing": False,
+    "micro_batch_size": 4,
+    "gradient_accumulation_steps": 1,
+    "learning_rate": 3.0e-3,
+    "lr_scheduler": "cosine",
+    "optimizer": "adamw_torch",
+    "bf16": False,
+    "fp16": False,
+    "attn_implementation": "sdpa",
+    "val_set_size": 0,
+    "logging_steps": 1,
+    "dataloader_num_workers": 0,
+}
+
+
+@pytest.fixture(scope="session")
+def toy(tmp_path_factory) -> dict[str, Path]:
+    """A tiny student and three aligned teacher corpora (64 rows each)."""
+    from mot_plugin.toy import make_toy
+
+    out = tmp_path_factory.mktemp("toy")
+    return {k: Path(v).absolute() for k, v in make_toy(out, n_train=64, n_eval=8).items()}
+
+
+def recipe_data(toy: dict[str, Path], run_dir: Path, *, teachers=("column", "split"), rounds=2, steps=3,
+                **mot) -> dict:
+    """A small recipe as data: `teachers` from the toy corpora."""
+    return {
+        "base_model": str(toy["student"]),
+        **SHARED,
+        "mot": {
+            "run_dir": str(run_dir),
+            "rounds": rounds,
+            "steps_per_round": steps,
+            "teachers": [
+                {"name": name, "datasets": [{"path": str(toy[f"teacher:{name}"]), "type": "chat_template",
+                                             "field_messages": "messages"}]}
+                for name in teachers
+            ],
+            **mot,
+        },
+    }
+
+
+def write_recipe(path: Path, data: dict) -> Path:
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def make_recipe(toy, tmp_path):
+    """Write a recipe into tmp_path; keyword arguments go into the `mot:` block."""
+
+    def make(name: str = "recipe.yaml", **mot) -> Path:
+        return write_recipe(tmp_path / name, recipe_data(toy, tmp_path / "run", **mot))
+
+    return make

@@ -1,0 +1,30 @@
+"""A launcher plugin for fast runner tests: a "branch" copies its student and shifts every weight
+by a number derived from the step, so results are deterministic and differ per branch. The real
+Axolotl launcher is exercised by the end-to-end tests."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+
+from mot_plugin.hookspecs import hookimpl
+from mot_plugin.process import StepFailed
+
+CALLS = "fake_calls.txt"
+
+
+@hookimpl
+def mot_run_branch(recipe, step):
+    from safetensors.torch import load_file, save_file
+
+    with (recipe.run_dir / CALLS).open("a") as calls:
+        calls.write(step.id + "\n")
+    if step.config.get("learning_rate") == 0.0:
+        step.log_path.write_text("learning_rate 0 is a failure in this fake\n")
+        raise StepFailed(f"{step.id} failed (exit code 1); see {step.log_path}")
+    shift = int(hashlib.sha256(step.fingerprint.encode()).hexdigest()[:4], 16) / 65536
+    shutil.copytree(step.spec.student, step.output_dir)
+    weights = load_file(step.output_dir / "model.safetensors")
+    save_file({k: v + shift for k, v in weights.items()}, step.output_dir / "model.safetensors",
+              metadata={"format": "pt"})
+    return {"steps": step.spec.max_steps, "final_train_loss": shift, "tokens_trained": 0}

@@ -1,0 +1,88 @@
+"""Hooks: a third-party plugin changes a branch config and replaces the merge; discovery through
+entry points; misspelled hooks fail loudly; tracing; every hook documented and tested."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from safetensors.torch import load_file
+
+from conftest import recipe_data, write_recipe
+from mot_plugin import hookspecs
+from mot_plugin.cli import main
+from mot_plugin.planner import plan_run
+from mot_plugin.plugins import ENTRY_POINT_GROUP, plugin_manager
+from mot_plugin.recipe import RecipeError, parse_recipe
+
+ROOT = Path(__file__).parents[1]
+HOOKS = [name for name, _ in inspect.getmembers(hookspecs, inspect.isfunction) if name.startswith("mot_")]
+
+
+def test_third_party_plugin_changes_config_and_replaces_merge(toy, tmp_path):
+    data = recipe_data(toy, tmp_path / "run", plugins=["example_plugin", "fake_launcher"])
+    result = CliRunner().invoke(main, ["run", str(write_recipe(tmp_path / "r.yaml", data))])
+    assert result.exit_code == 0, result.output
+
+    run = tmp_path / "run"
+    split = (run / "round-01/branch-split/axolotl.yaml").read_text()
+    column = (run / "round-01/branch-column/axolotl.yaml").read_text()
+    assert "learning_rate: 0.0015" in split and "learning_rate: 0.003" in column
+
+    branches = [load_file(run / f"round-02/branch-{t}/model/model.safetensors") for t in ("column", "split")]
+    merged = load_file(run / "round-02/merged/model.safetensors")
+    for name, tensor in merged.items():
+        assert (tensor - (branches[0][name] + branches[1][name]) / 2).abs().max() < 1e-6
+    assert '"by": "example_plugin"' in (run / "round-02/merge.done.json").read_text()
+    assert not (run / "round-02/merge.log").exists(), "the built-in mergekit merger must not have run"
+    rounds = (run / "example_rounds.txt").read_text().splitlines()
+    assert [line.split()[0] for line in rounds] == ["1", "2"]
+    assert (run / "round-02/summary.json").is_file(), "the built-in round-end hook runs beside the plugin's"
+
+
+def test_entry_point_discovery(tmp_path, monkeypatch):
+    dist = tmp_path / "mot_example-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: mot-example\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(f"[{ENTRY_POINT_GROUP}]\nexample = example_plugin\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    pm = plugin_manager()
+    assert pm.get_plugin("example").__name__ == "example_plugin"
+
+
+def test_misspelled_hook_fails_loudly(tmp_path, monkeypatch):
+    (tmp_path / "typo_plugin.py").write_text(
+        "from mot_plugin.hookspecs import hookimpl\n\n"
+        "@hookimpl\ndef mot_branch_confg(recipe, branch):\n    return {}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(RecipeError, match="typo_plugin.*mot_branch_confg"):
+        plugin_manager(["typo_plugin"])
+
+
+def test_trace_switch_prints_every_hook_call(toy, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MOT_TRACE_HOOKS", "1")
+    pm = plugin_manager()
+    plan_run(parse_recipe(recipe_data(toy, tmp_path / "run")), pm.hook)
+    err = capsys.readouterr().err
+    assert len(re.findall(r"\[mot hooks\]\s+mot_branch_config \[hook\]", err)) == 4
+    assert len(re.findall(r"\[mot hooks\]\s+finish mot_merge_config", err)) == 2
+
+
+def test_builtins_are_ordinary_plugins_that_can_be_replaced(toy, tmp_path):
+    pm = plugin_manager()
+    pm.unregister(name="mot_plugin.builtin.mergekit_merge")
+    recipe = parse_recipe(recipe_data(toy, tmp_path / "run"))
+    assert pm.hook.mot_merge_config(recipe=recipe, merge=None) is None
+
+
+@pytest.mark.parametrize("name", HOOKS)
+def test_every_hook_is_documented_and_tested(name):
+    spec = getattr(hookspecs, name)
+    assert inspect.getdoc(spec), f"{name} has no docstring"
+    assert all(p.annotation is not inspect.Parameter.empty for p in inspect.signature(spec).parameters.values())
+    assert f"`{name}" in (ROOT / "docs" / "hooks.md").read_text(), f"{name} is not in docs/hooks.md"
+    tests = "".join(p.read_text() for p in (ROOT / "tests").glob("*.py") if p.name != "test_hooks.py")
+    assert name in tests, f"no test module implements or calls {name}"

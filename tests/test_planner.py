@@ -1,0 +1,105 @@
+"""The planner: golden files for the exact configs, and fingerprints that track what changed."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from conftest import recipe_data
+from mot_plugin.hookspecs import hookimpl
+from mot_plugin.planner import plan_run
+from mot_plugin.plugins import plugin_manager
+from mot_plugin.recipe import dump_yaml, parse_recipe
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def _plan(data):
+    recipe = parse_recipe(data)
+    pm = plugin_manager()
+    pm.hook.mot_check_recipe(recipe=recipe)
+    return plan_run(recipe, pm.hook)
+
+
+def _render(plan, toy, tmp_path) -> str:
+    steps = [{"id": s.id, "kind": s.kind, "deps": list(s.deps), "config_path": str(s.config_path),
+              "config": s.config} for s in plan.steps]
+    text = dump_yaml({"branch_steps": plan.branch_steps, "steps": steps})
+    return text.replace(str(toy["student"].parent), "$TOY").replace(str(tmp_path), "$TMP")
+
+
+@pytest.mark.parametrize("name, merge", [
+    ("linear", {"method": "linear"}),
+    ("task_arithmetic", {"method": "task_arithmetic", "parameters": {"normalize": True}}),
+])
+def test_plan_matches_golden(toy, tmp_path, name, merge):
+    data = recipe_data(toy, tmp_path / "run", merge=merge)
+    data["mot"]["teachers"][1]["overrides"] = {"learning_rate": 1.0e-3}
+    data["mot"]["teachers"][1]["weight"] = 2.0
+    text = _render(_plan(data), toy, tmp_path)
+    golden = GOLDEN / f"plan-{name}.yaml"
+    if os.environ.get("MOT_UPDATE_GOLDEN"):
+        golden.write_text(text)
+    assert text == golden.read_text()
+
+
+def test_branch_config_pins_tokenizer_and_saves_only_weights(toy, tmp_path):
+    plan = _plan(recipe_data(toy, tmp_path / "run", rounds=3))
+    branches = [s for s in plan.steps if s.kind == "branch"]
+    assert {s.config["tokenizer_config"] for s in branches} == {str(toy["student"])}
+    assert {s.config["save_strategy"] for s in branches} == {"no"}
+    assert [s.config["base_model"] for s in branches if s.round == 3] == [str(tmp_path / "run/round-02/merged")] * 2
+    # one prepared-data directory per teacher, the same in every round
+    assert {s.config["dataset_prepared_path"] for s in branches} == {
+        str(tmp_path / "run/prepared/column"), str(tmp_path / "run/prepared/split")}
+    assert [s.config["seed"] for s in branches] == [42, 42, 43, 43, 44, 44]
+    assert plan.branch_steps == 3 * 2 * 3
+
+
+def test_base_model_methods_merge_onto_the_rounds_student(toy, tmp_path):
+    plan = _plan(recipe_data(toy, tmp_path / "run", merge={"method": "ties", "parameters": {"density": 0.5}}))
+    merges = [s for s in plan.steps if s.kind == "merge"]
+    assert merges[0].config["base_model"] == str(toy["student"])
+    assert merges[1].config["base_model"] == str(tmp_path / "run/round-01/merged")
+    linear = _plan(recipe_data(toy, tmp_path / "run2"))
+    assert all("base_model" not in s.config for s in linear.steps if s.kind == "merge")
+
+
+def test_fingerprints_change_downstream_only(toy, tmp_path):
+    before = {s.id: s.fingerprint for s in _plan(recipe_data(toy, tmp_path / "run")).steps}
+    data = recipe_data(toy, tmp_path / "run")
+    data["mot"]["teachers"][1]["overrides"] = {"learning_rate": 1.0e-3}
+    after = {s.id: s.fingerprint for s in _plan(data).steps}
+    changed = sorted(k for k in before if before[k] != after[k])
+    assert changed == ["round-01/branch-split", "round-01/merge", "round-02/branch-column",
+                       "round-02/branch-split", "round-02/merge"]
+
+
+def test_planning_is_deterministic(toy, tmp_path):
+    first = _plan(recipe_data(toy, tmp_path / "run"))
+    second = _plan(recipe_data(toy, tmp_path / "run"))
+    assert [(s.id, s.fingerprint, s.config) for s in first.steps] == [
+        (s.id, s.fingerprint, s.config) for s in second.steps]
+
+
+class _Bf16Merges:
+    """A plugin that wraps the built-in merge config."""
+
+    @hookimpl(wrapper=True)
+    def mot_merge_config(self, recipe, merge):
+        config = yield
+        config["out_dtype"] = "bfloat16"
+        return config
+
+
+def test_a_wrapper_edits_the_merge_config(toy, tmp_path):
+    recipe = parse_recipe(recipe_data(toy, tmp_path / "run"))
+    pm = plugin_manager()
+    plain = plan_run(recipe, pm.hook)
+    pm.register(_Bf16Merges())
+    wrapped = plan_run(recipe, pm.hook)
+    merges = [(a, b) for a, b in zip(plain.steps, wrapped.steps) if a.kind == "merge"]
+    assert all(a.config["out_dtype"] == "float32" and b.config["out_dtype"] == "bfloat16" for a, b in merges)
+    assert all(a.fingerprint != b.fingerprint for a, b in merges)

@@ -1,0 +1,98 @@
+"""The runner with a fast launcher plugin: resume, reruns on change, failure, locking, status."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from conftest import recipe_data, write_recipe
+from fake_launcher import CALLS
+from mot_plugin.cli import main
+from mot_plugin.runner import run_lock
+
+
+def _run(tmp_path, data, command="run"):
+    recipe = write_recipe(tmp_path / "r.yaml", data)
+    target = str(recipe) if command == "run" else str(tmp_path / "run")
+    return CliRunner().invoke(main, [command, target])
+
+
+def _calls(tmp_path) -> list[str]:
+    path = tmp_path / "run" / CALLS
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def _fast(toy, tmp_path, **mot):
+    """Branches by the fake launcher, merges by the example plugin: no Axolotl, no mergekit."""
+    return recipe_data(toy, tmp_path / "run", plugins=["fake_launcher", "example_plugin"], **mot)
+
+
+def test_rerun_skips_finished_steps(toy, tmp_path):
+    assert _run(tmp_path, _fast(toy, tmp_path)).exit_code == 0
+    assert len(_calls(tmp_path)) == 4
+    done = (tmp_path / "run/round-01/branch-column/done.json").read_text()
+    again = _run(tmp_path, _fast(toy, tmp_path))
+    assert again.exit_code == 0 and again.output.count("done earlier, skipped") == 6
+    assert len(_calls(tmp_path)) == 4
+    assert (tmp_path / "run/round-01/branch-column/done.json").read_text() == done
+
+
+def test_changed_config_reruns_that_step_and_what_follows(toy, tmp_path):
+    assert _run(tmp_path, _fast(toy, tmp_path)).exit_code == 0
+    data = _fast(toy, tmp_path)
+    data["mot"]["teachers"][1]["overrides"] = {"learning_rate": 1.0e-3}
+    assert _run(tmp_path, data).exit_code == 0
+    assert _calls(tmp_path)[4:] == ["round-01/branch-split", "round-02/branch-column", "round-02/branch-split"]
+
+
+def test_more_rounds_extend_a_finished_run(toy, tmp_path):
+    assert _run(tmp_path, _fast(toy, tmp_path)).exit_code == 0
+    assert _run(tmp_path, _fast(toy, tmp_path, rounds=3)).exit_code == 0
+    assert _calls(tmp_path)[4:] == ["round-03/branch-column", "round-03/branch-split"]
+
+
+def test_failed_branch_stops_the_run_keeps_finished_work(toy, tmp_path):
+    data = _fast(toy, tmp_path)
+    data["mot"]["teachers"][1]["overrides"] = {"learning_rate": 0.0}
+    result = _run(tmp_path, data)
+    assert result.exit_code == 1
+    line = [ln for ln in result.output.splitlines() if ln.startswith("mot: error:")]
+    assert len(line) == 1 and "round-01/branch-split failed" in line[0]
+    assert str(tmp_path / "run/round-01/branch-split/train.log") in line[0]
+    assert (tmp_path / "run/round-01/branch-column/done.json").is_file()
+    assert not (tmp_path / "run/round-01/merged").exists()
+
+    status = _run(tmp_path, data, "status")
+    rows = {ln.split()[0]: ln.split()[1] for ln in status.output.splitlines()}
+    assert rows == {"round-01/branch-column": "done", "round-01/branch-split": "failed",
+                    "round-01/merge": "pending", "round-02/branch-column": "pending",
+                    "round-02/branch-split": "pending", "round-02/merge": "pending"}
+
+    fixed = _run(tmp_path, _fast(toy, tmp_path))
+    assert fixed.exit_code == 0
+    assert _calls(tmp_path).count("round-01/branch-column") == 1
+
+
+def test_two_runs_cannot_share_a_run_dir(toy, tmp_path):
+    (tmp_path / "run").mkdir()
+    with run_lock(tmp_path / "run"):
+        result = _run(tmp_path, _fast(toy, tmp_path))
+    assert result.exit_code == 2 and "in use by another mot run" in result.output
+    assert _calls(tmp_path) == []
+
+
+def test_status_shows_results(toy, tmp_path):
+    assert _run(tmp_path, _fast(toy, tmp_path)).exit_code == 0
+    status = _run(tmp_path, _fast(toy, tmp_path), "status")
+    assert status.exit_code == 0
+    lines = status.output.splitlines()
+    assert len(lines) == 6 and all(" done " in ln for ln in lines)
+    assert "steps 3, loss" in lines[0]
+    summary = json.loads((tmp_path / "run/round-01/summary.json").read_text())
+    assert set(summary["steps"]) == {"round-01/branch-column", "round-01/branch-split", "round-01/merge"}
+
+
+def test_status_of_a_directory_without_a_run(tmp_path):
+    result = CliRunner().invoke(main, ["status", str(tmp_path)])
+    assert result.exit_code == 2 and "recipe.yaml: not found" in result.output
