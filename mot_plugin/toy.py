@@ -35,14 +35,13 @@ CHAT_TEMPLATE = (
 def _column(a: int, b: int, slip: bool) -> str:
     """Column addition with a carry; a slip forgets the carry in the tens column."""
     ones = a % 10 + b % 10
-    carry = ones // 10
+    head = f"{a % 10}+{b % 10}={ones}"
     if ones < 10:
         tens = a // 10 + b // 10
-        return f"{a % 10}+{b % 10}={ones}. {a // 10}+{b // 10}={tens}. #### {tens * 10 + ones}"
-    used = 0 if slip else carry
-    tens = a // 10 + b // 10 + used
-    step = f"{a // 10}+{b // 10}={tens}" if slip else f"{a // 10}+{b // 10}+1={tens}"
-    return f"{a % 10}+{b % 10}={ones}, write {ones % 10} carry 1. {step}. #### {tens * 10 + ones % 10}"
+        return f"{head}. {a // 10}+{b // 10}={tens}. #### {tens * 10 + ones}"
+    tens = a // 10 + b // 10 + (not slip)
+    plus = "" if slip else "+1"
+    return f"{head}, write {ones % 10} carry 1. {a // 10}+{b // 10}{plus}={tens}. #### {tens * 10 + ones % 10}"
 
 
 def _split(a: int, b: int, slip: bool) -> str:

@@ -1,0 +1,153 @@
+"""End to end with the real Axolotl and the real mergekit on CPU: a tiny two-round run, resume
+after the run is killed during a branch and during a merge, and the merge YAML rerun by hand."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import recipe_data, write_recipe
+
+pytestmark = pytest.mark.slow
+
+TOKENIZED = "Unable to find prepared dataset"
+CACHE_HIT = "Loading prepared dataset from disk"
+
+
+def mot(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mot_plugin.cli", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=900)
+
+
+def weights(model_dir: Path) -> dict[str, torch.Tensor]:
+    return load_file(model_dir / "model.safetensors")
+
+
+def assert_same_weights(a: Path, b: Path) -> None:
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    for name in wa:
+        assert torch.equal(wa[name], wb[name]), f"{name} differs between {a} and {b}"
+
+
+@pytest.fixture(scope="module")
+def reference(toy, tmp_path_factory) -> Path:
+    """An uninterrupted run: 2 teachers x 2 rounds x 3 steps."""
+    tmp = tmp_path_factory.mktemp("reference")
+    recipe = write_recipe(tmp / "recipe.yaml", recipe_data(toy, tmp / "run"))
+    result = mot("run", str(recipe), cwd=tmp)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return tmp / "run"
+
+
+def test_run_trains_merges_and_records(reference):
+    for round_ in ("round-01", "round-02"):
+        for teacher in ("column", "split"):
+            branch = reference / round_ / f"branch-{teacher}"
+            done = json.loads((branch / "done.json").read_text())
+            assert done["result"]["steps"] == 3
+            assert done["result"]["tokens_trained"] > 0
+            assert done["result"]["final_train_loss"] > 0
+            assert (branch / "model" / "model.safetensors").is_file()
+            assert not list((branch / "model").glob("checkpoint-*")), "only final weights are kept"
+        merged = reference / round_ / "merged"
+        assert (merged / "model.safetensors").is_file() and (merged / "tokenizer.json").is_file()
+    # the merged student starts the next round
+    axolotl_yaml = (reference / "round-02/branch-split/axolotl.yaml").read_text()
+    assert f"base_model: {reference / 'round-01/merged'}" in axolotl_yaml
+    # the merge is the plain average of the branches
+    column, split = (weights(reference / f"round-02/branch-{t}/model") for t in ("column", "split"))
+    for name, tensor in weights(reference / "round-02/merged").items():
+        torch.testing.assert_close(tensor, (column[name] + split[name]) / 2)
+
+
+def test_each_teacher_is_tokenized_once_per_run(reference):
+    for teacher in ("column", "split"):
+        first = (reference / f"round-01/branch-{teacher}/train.log").read_text()
+        second = (reference / f"round-02/branch-{teacher}/train.log").read_text()
+        assert TOKENIZED in first and CACHE_HIT in second and TOKENIZED not in second
+
+
+def test_status_and_rerun_of_a_finished_run(reference):
+    status = mot("status", str(reference), cwd=reference.parent)
+    assert status.returncode == 0 and status.stdout.count(" done ") == 6
+    again = mot("run", str(reference.parent / "recipe.yaml"), cwd=reference.parent)
+    assert again.returncode == 0 and again.stdout.count("done earlier, skipped") == 6
+
+
+def test_merge_yaml_reruns_by_hand(reference, tmp_path):
+    out = tmp_path / "by-hand"
+    mergekit = Path(sys.executable).parent / "mergekit-yaml"
+    result = subprocess.run([str(mergekit), str(reference / "round-01/merge.yaml"), str(out)],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert_same_weights(out, reference / "round-01/merged")
+
+
+def _kill_when(tmp: Path, ready) -> None:
+    """Start `mot run`, SIGKILL it once `ready()` is true, and check it left no trainer behind."""
+    proc = subprocess.Popen([sys.executable, "-m", "mot_plugin.cli", "run", str(tmp / "recipe.yaml")], cwd=tmp,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 600
+    while not ready():
+        assert proc.poll() is None, "the run ended before it could be interrupted"
+        assert time.time() < deadline
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    time.sleep(2)
+    leftovers = subprocess.run(["pgrep", "-f", str(tmp / "run")], capture_output=True, text=True).stdout
+    assert leftovers.strip() == "", "a step's process outlived the killed run"
+
+
+def _mtimes(run: Path) -> dict[str, float]:
+    return {str(p.relative_to(run)): p.stat().st_mtime for p in run.glob("round-*/**/done.json")} | {
+        str(p.relative_to(run)): p.stat().st_mtime for p in run.glob("round-*/merge.done.json")}
+
+
+@pytest.mark.parametrize("moment", ["branch", "merge"])
+def test_resume_after_kill(toy, tmp_path, reference, moment):
+    run = tmp_path / "run"
+    write_recipe(tmp_path / "recipe.yaml", recipe_data(toy, run))
+    if moment == "branch":  # round 1's first branch is done, the second is training
+        def ready():
+            log = run / "round-01/branch-split/train.log"
+            return log.exists() and "Starting trainer" in log.read_text(errors="ignore")
+    else:  # both round-1 branches are done, the merge is running
+        def ready():
+            return (run / "round-01/merge.log").exists()
+    _kill_when(tmp_path, ready)
+    assert not (run / f"round-01/{'branch-split/done.json' if moment == 'branch' else 'merge.done.json'}").exists()
+    finished = _mtimes(run)
+    assert finished, "some work had finished before the kill"
+
+    status = mot("status", str(run), cwd=tmp_path)
+    assert status.returncode == 0 and "running" not in status.stdout
+
+    result = mot("run", str(tmp_path / "recipe.yaml"), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("done earlier, skipped") == len(finished)
+    after = _mtimes(run)
+    assert all(after[k] == v for k, v in finished.items()), "finished work was redone"
+    assert_same_weights(run / "round-02/merged", reference / "round-02/merged")
+
+
+def test_failing_branch_stops_with_one_line_naming_its_log(toy, tmp_path):
+    data = recipe_data(toy, tmp_path / "run", teachers=("split", "column"), rounds=1, steps=1)
+    data["mot"]["teachers"][0]["overrides"] = {"optimizer": "no_such_optimizer"}
+    result = mot("run", str(write_recipe(tmp_path / "recipe.yaml", data)), cwd=tmp_path)
+    assert result.returncode == 1
+    errors = [ln for ln in result.stderr.splitlines() if ln.startswith("mot: error:")]
+    assert len(errors) == 1 and "round-01/branch-split failed" in errors[0]
+    assert str(tmp_path / "run/round-01/branch-split/train.log") in errors[0]
+    assert "no_such_optimizer" in (tmp_path / "run/round-01/branch-split/train.log").read_text()
+    assert not (tmp_path / "run/round-01/branch-column").joinpath("model").exists()
