@@ -1,0 +1,35 @@
+# Everything a fresh machine needs: `make demo` runs the built-in default, `make test` the tests.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+export HF_HUB_OFFLINE := 1
+export AXOLOTL_DO_NOT_TRACK := 1
+
+.PHONY: install demo test test-fast bench clean
+
+$(BIN)/mot: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# torch first: the CPU build pinned here; a plain `torch` requirement would pull a CUDA build
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(BIN)/mot
+
+install: $(BIN)/mot
+
+demo: install
+	$(BIN)/mot toy toy
+	$(BIN)/mot run recipes/toy.yaml
+	$(BIN)/mot status runs/toy
+
+test: install
+	$(BIN)/python -m pytest -q
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow"
+
+bench: install
+	$(BIN)/python benchmarks/bench_loop.py
+
+clean:
+	rm -rf runs toy
