@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import sys
 from pathlib import Path
@@ -40,6 +41,17 @@ def _human(size: float) -> str:
             return f"{size:.1f} {unit}"
         size /= 1024
     raise AssertionError
+
+
+def _run_dir_plan(run_dir: str) -> Plan:
+    """The plan of an existing run directory, from the recipe it was run with."""
+    recipe_file = Path(run_dir) / "recipe.yaml"
+    if not recipe_file.is_file():
+        _fail(f"{recipe_file}: not found (is {run_dir} a run directory made by mot plan or mot run?)", 2)
+    try:
+        return _plan(recipe_file, check_files=False)[0]
+    except RecipeError as err:
+        _fail(str(err), 2)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -84,24 +96,56 @@ def run(recipe: str) -> None:
     except StepFailed as err:
         _fail(f"{err} (finished steps are kept; rerun `mot run {recipe}` to resume)", 1)
     click.echo(f"Final student: {the_plan.final_student()}")
+    if the_plan.recipe.mot.eval:
+        from mot_plugin.report import write_report
+
+        click.echo(f"Report: {write_report([the_plan])}")
+
+
+@main.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(file_okay=False))
+def report(run_dirs: tuple[str, ...]) -> None:
+    """Write metrics.json, report.md, accuracy.png and the final model's card for RUN_DIRS
+    (several run directories of one recipe, e.g. seeds, are reported as mean and std)."""
+    from mot_plugin.report import write_report
+
+    click.echo(f"Report: {write_report([_run_dir_plan(d) for d in run_dirs])}")
+
+
+@main.command("eval")
+@click.argument("model", type=click.Path(file_okay=False, exists=True))
+@click.option("--data", required=True, type=click.Path(dir_okay=False), help="JSONL with prompt and answer per row.")
+@click.option("--samples", default=1, show_default=True, help="Samples per problem (1: greedy).")
+@click.option("--temperature", default=0.7, show_default=True, help="Sampling temperature when samples > 1.")
+@click.option("--max-new-tokens", default=256, show_default=True)
+@click.option("--batch-size", default=16, show_default=True)
+@click.option("--limit", type=int, default=None, help="Only the first LIMIT problems.")
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="Write samples.jsonl and metrics.json here.")
+def eval_(model: str, data: str, samples: int, temperature: float, max_new_tokens: int, batch_size: int,
+          limit: int | None, out: str | None) -> None:
+    """Evaluate MODEL on held-out problems: accuracy, its spread, response length, unextracted answers."""
+    from mot_plugin.evaluate import EvalError, run_eval
+
+    settings = {"model": model, "data": data, "samples": samples, "temperature": temperature,
+                "max_new_tokens": max_new_tokens, "batch_size": batch_size, "limit": limit}
+    try:
+        metrics = run_eval(settings, Path(out) if out else None)
+    except EvalError as err:
+        _fail(str(err), 2)
+    click.echo(json.dumps(metrics, indent=2))
 
 
 @main.command()
 @click.argument("run_dir", type=click.Path(file_okay=False))
 def status(run_dir: str) -> None:
     """What is done, running, failed or pending in RUN_DIR, with each step's result and log."""
-    recipe_file = Path(run_dir) / "recipe.yaml"
-    if not recipe_file.is_file():
-        _fail(f"{recipe_file}: not found (is {run_dir} a run directory made by mot plan or mot run?)", 2)
-    try:
-        the_plan, _ = _plan(recipe_file, check_files=False)
-    except RecipeError as err:
-        _fail(str(err), 2)
-    for row in status_rows(the_plan):
+    for row in status_rows(_run_dir_plan(run_dir)):
         result = row["result"]
         parts = [f"{row['step']:<32} {row['state']:<8}"]
         if row["seconds"] is not None:
             parts.append(f"{row['seconds']:>7.1f}s")
+        if result.get("accuracy") is not None:
+            parts.append(f"accuracy {100 * result['accuracy']:.1f}%, unextracted {result['unextracted']}")
         if "steps" in result:
             parts.append(f"steps {result['steps']}, loss {result['final_train_loss']:.4f}, "
                          f"tokens {result['tokens_trained']}")

@@ -47,7 +47,13 @@ def mot_run_merge(recipe: Recipe, step: Step) -> dict[str, Any]:
     """Merge as `step.config_path` says into `step.output_dir`; return a result dict. Raise on failure."""
 
 
+@hookspec(firstresult=True)
+def mot_evaluate(recipe: Recipe, step: Step) -> dict[str, Any]:
+    """Evaluate `step.spec.model` as `step.config` says (held-out problems, samples, tokens); write
+    the samples under `step.output_dir`; return the metrics (accuracy, accuracy_std, ...)."""
+
+
 @hookspec
 def mot_round_end(recipe: Recipe, round: int, student: Path, results: dict[str, dict[str, Any]]) -> None:
-    """Called after each round's merge: `student` is the merged model, `results` the round's
-    step results keyed by step id."""
+    """Called after each round (its merge, and its evaluation when the recipe evaluates):
+    `student` is the merged model, `results` the round's step results keyed by step id."""

@@ -74,6 +74,25 @@ class Merge(_Strict):
     `none`: no base model (linear); `auto`: whatever the method requires."""
 
 
+class Eval(_Strict):
+    """Evaluation of every round's student (and each baseline) on held-out problems."""
+
+    data: str
+    """JSONL of held-out problems: `prompt` and gold `answer` per row."""
+    samples: int = Field(default=1, ge=1)
+    """Samples per problem: 1 is greedy decoding; more samples at `temperature`, averaged."""
+    temperature: float = Field(default=0.7, gt=0)
+    """Sampling temperature when `samples` > 1."""
+    max_new_tokens: int = Field(default=256, ge=1)
+    """Longest response generated."""
+    batch_size: int = Field(default=16, ge=1)
+    """Prompts generated at once."""
+    limit: int | None = Field(default=None, ge=1)
+    """Evaluate only the first `limit` problems."""
+    backend: Literal["transformers", "vllm"] = "transformers"
+    """`transformers` (tested here, CPU or GPU) or `vllm` (when installed)."""
+
+
 class MotConfig(_Strict):
     """The `mot:` block."""
 
@@ -91,6 +110,14 @@ class MotConfig(_Strict):
     """Base seed; round r's branches train with `seed + r - 1`."""
     plugins: list[str] = []
     """Python modules to load as MoT plugins for this recipe (besides installed entry points)."""
+    eval: Eval | None = None
+    """Evaluate the round-0 student, every round's student and every baseline."""
+    baselines: list[Literal["single", "union", "oneshot"]] = []
+    """`single`: SFT on each teacher alone (STD); `union`: SFT on all teachers' data (MTD);
+    `oneshot`: each teacher's branch trained for the whole budget, merged once."""
+    baseline_budget: Literal["sequential", "compute"] = "sequential"
+    """`sequential`: every baseline lineage trains rounds x steps_per_round steps, like one MoT lineage;
+    `compute`: single and union train as many steps as all MoT branches together."""
 
     @field_validator("teachers")
     @classmethod
@@ -166,7 +193,10 @@ def parse_recipe(data: Any, *, source: str = "<recipe>") -> Recipe:
     teachers = [
         t.model_copy(update={"datasets": [_resolve_dataset(d) for d in t.datasets]}) for t in mot.teachers
     ]
-    mot = mot.model_copy(update={"teachers": teachers, "run_dir": str(Path(mot.run_dir).absolute())})
+    update = {"teachers": teachers, "run_dir": str(Path(mot.run_dir).absolute())}
+    if mot.eval:
+        update["eval"] = mot.eval.model_copy(update={"data": str(Path(mot.eval.data).expanduser().absolute())})
+    mot = mot.model_copy(update=update)
     return Recipe(axolotl=shared, mot=mot, source=source)
 
 
@@ -205,6 +235,13 @@ def check_inputs(recipe: Recipe) -> None:
                 raise RecipeError(f"{src}: {key}: required (teacher {teacher.name!r})")
             if Path(path).is_absolute():
                 _check_dataset_file(Path(path), f"{src}: {key}")
+    if recipe.mot.eval:
+        from mot_plugin.evaluate import EvalError, load_eval_file
+
+        try:
+            load_eval_file(recipe.mot.eval.data)
+        except EvalError as err:
+            raise RecipeError(f"{src}: mot.eval.data: {err}") from None
 
 
 def _has_weights(model_dir: Path) -> bool:

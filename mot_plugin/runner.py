@@ -10,7 +10,9 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import shutil
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -130,9 +132,10 @@ def run_plan(plan: Plan, hook: pluggy.HookRelay, echo: Callable[[str], None] = p
             echo(f"{where}: running (log: {step.log_path})")
             write_json(run_dir / CURRENT_FILE, {"step": step.id, "pid": os.getpid(), "started": time.time()})
             started = time.time()
-            run_hook = hook.mot_run_branch if step.kind == "branch" else hook.mot_run_merge
+            run_hook = {"branch": hook.mot_run_branch, "merge": hook.mot_run_merge, "eval": hook.mot_evaluate}[step.kind]
             try:
-                result = run_hook(recipe=plan.recipe, step=step)
+                with _progress(step, echo, started):
+                    result = run_hook(recipe=plan.recipe, step=step)
                 if result is None:
                     raise RuntimeError(f"{step.id}: no plugin ran this {step.kind} step")
             except Exception as err:
@@ -142,15 +145,49 @@ def run_plan(plan: Plan, hook: pluggy.HookRelay, echo: Callable[[str], None] = p
             write_json(step.marker_path, {"fingerprint": step.fingerprint, "seconds": seconds, "result": result})
             results[step.id] = result
             echo(f"{where}: done in {seconds:.1f}s{_brief(result)}")
-            if step.kind == "merge":
-                round_results = {dep: results[dep] for dep in step.deps} | {step.id: result}
-                hook.mot_round_end(recipe=plan.recipe, round=step.round, student=step.output_dir,
-                                   results=round_results)
+            if step.ends_round:
+                round_steps = [s for s in plan.steps if s.round == step.round]
+                student = next(s.output_dir for s in round_steps if s.kind == "merge")
+                hook.mot_round_end(recipe=plan.recipe, round=step.round, student=student,
+                                   results={s.id: results[s.id] for s in round_steps})
         (run_dir / CURRENT_FILE).unlink(missing_ok=True)
     return results
 
 
+PROGRESS = re.compile(rb"(\d+)/(\d+) \[")
+PROGRESS_SECONDS = 15.0
+
+
+@contextmanager
+def _progress(step: Step, echo: Callable[[str], None], started: float) -> Iterator[None]:
+    """While the step runs, echo how far its log's progress bar got (at most every 15 s)."""
+    stop = threading.Event()
+
+    def watch() -> None:
+        last = None
+        while not stop.wait(PROGRESS_SECONDS):
+            try:
+                with step.log_path.open("rb") as log:
+                    log.seek(max(0, step.log_path.stat().st_size - 4096))
+                    found = PROGRESS.findall(log.read())
+            except FileNotFoundError:
+                continue
+            if found and found[-1] != last:
+                last = found[-1]
+                echo(f"    {step.id}: {int(last[0])}/{int(last[1])}, {time.time() - started:.0f}s")
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
 def _brief(result: dict) -> str:
+    if result.get("accuracy") is not None:
+        return f", accuracy {100 * result['accuracy']:.1f}%"
     loss = result.get("final_train_loss")
     return f", final train loss {loss:.4f}" if isinstance(loss, (int, float)) else ""
 

@@ -1,8 +1,8 @@
-"""What the hooks receive: one branch or one merge of one round, and a planned step."""
+"""What the hooks receive: one branch, merge or evaluation, and a planned step."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -14,9 +14,12 @@ RESULT_FILE = "mot_result.json"
 
 @dataclass(frozen=True)
 class BranchSpec:
-    """One teacher's SFT branch in one round, starting from that round's student."""
+    """One SFT branch: a teacher's data (or the union's) trained from a student."""
 
+    step_id: str
+    """`round-01/branch-<teacher>`, or `baseline/single-<teacher>`, `baseline/union`, ..."""
     round: int
+    """The MoT round; 0 for baselines."""
     teacher: Teacher
     student: str
     """The model this branch starts from: the recipe's student in round 1, else the last merge."""
@@ -29,24 +32,31 @@ class BranchSpec:
     max_steps: int
     seed: int
 
-    @property
-    def step_id(self) -> str:
-        return f"round-{self.round:02d}/branch-{self.teacher.name}"
-
 
 @dataclass(frozen=True)
 class MergeSpec:
-    """The merge of one round's branches into the next round's student."""
+    """The merge of branches into one model: a round's next student, or the one-shot baseline."""
 
+    step_id: str
     round: int
     branches: tuple[BranchSpec, ...]
     student: str
-    """The round's student (mergekit's `base_model` for methods that take one)."""
+    """The student the branches started from (mergekit's `base_model` for methods that take one)."""
     output_dir: Path
 
-    @property
-    def step_id(self) -> str:
-        return f"round-{self.round:02d}/merge"
+
+@dataclass(frozen=True)
+class EvalSpec:
+    """The evaluation of one model on the recipe's held-out problems."""
+
+    step_id: str
+    round: int
+    """The MoT round whose student is evaluated (0: the recipe's student); 0 for baselines too."""
+    name: str
+    """`round-00`, `round-01`, ..., or a baseline's name (`single-<teacher>`, `union`, `oneshot`)."""
+    model: str
+    output_dir: Path
+    """Where the evaluation's samples go."""
 
 
 @dataclass(frozen=True)
@@ -54,8 +64,8 @@ class Step:
     """A unit of work with the exact config file it needs and where its results go."""
 
     id: str
-    kind: Literal["branch", "merge"]
-    spec: BranchSpec | MergeSpec
+    kind: Literal["branch", "merge", "eval"]
+    spec: BranchSpec | MergeSpec | EvalSpec
     config: dict[str, Any]
     config_path: Path
     log_path: Path
@@ -63,7 +73,9 @@ class Step:
     """Written last and atomically when the step has finished; holds its fingerprint and result."""
     fingerprint: str
     """Hash of the config and of the steps it depends on: a changed value means run again."""
-    deps: tuple[str, ...] = field(default=())
+    deps: tuple[str, ...] = ()
+    ends_round: bool = False
+    """The last step of a MoT round: `mot_round_end` is called after it."""
 
     @property
     def round(self) -> int:

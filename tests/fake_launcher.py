@@ -28,3 +28,17 @@ def mot_run_branch(recipe, step):
     save_file({k: v + shift for k, v in weights.items()}, step.output_dir / "model.safetensors",
               metadata={"format": "pt"})
     return {"steps": step.spec.max_steps, "final_train_loss": shift, "tokens_trained": 0}
+
+
+@hookimpl
+def mot_evaluate(recipe, step):
+    """A made-up accuracy derived from the model's weights (deterministic, differs per model)."""
+    from safetensors.torch import load_file
+
+    with (recipe.run_dir / CALLS).open("a") as calls:
+        calls.write(step.id + "\n")
+    weights = load_file(f"{step.spec.model}/model.safetensors")
+    mean = float(sum(w.float().mean() for w in weights.values()) / len(weights))
+    accuracy = round(abs(mean) * 37 % 1, 4)
+    return {"accuracy": accuracy, "accuracy_std": 0.0, "unextracted": 0, "mean_response_tokens": 10.0,
+            "n_problems": 8, "n_samples": 8}

@@ -103,3 +103,35 @@ def test_a_wrapper_edits_the_merge_config(toy, tmp_path):
     merges = [(a, b) for a, b in zip(plain.steps, wrapped.steps) if a.kind == "merge"]
     assert all(a.config["out_dtype"] == "float32" and b.config["out_dtype"] == "bfloat16" for a, b in merges)
     assert all(a.fingerprint != b.fingerprint for a, b in merges)
+
+
+def _ids(plan, prefix):
+    return [(s.id, s.spec.max_steps if s.kind == "branch" else None) for s in plan.steps if s.id.startswith(prefix)]
+
+
+def test_baselines_sequential_budget(toy, tmp_path):
+    data = recipe_data(toy, tmp_path / "run", baselines=["single", "union", "oneshot"],
+                       eval={"data": str(toy["eval"])})
+    plan = _plan(data)
+    assert _ids(plan, "baseline/") == [("baseline/single-column", 6), ("baseline/single-split", 6),
+                                       ("baseline/union", 6), ("baseline/oneshot", None)]
+    assert [s.id for s in plan.steps if s.kind == "eval"] == [
+        "eval/round-00", "eval/round-01", "eval/round-02", "eval/single-column", "eval/single-split",
+        "eval/union", "eval/oneshot"]
+    union = plan.steps[[s.id for s in plan.steps].index("baseline/union")]
+    assert [d["path"] for d in union.config["datasets"]] == [str(toy["teacher:column"]), str(toy["teacher:split"])]
+    assert union.config["base_model"] == str(toy["student"])
+    oneshot = [s for s in plan.steps if s.id == "baseline/oneshot"][0]
+    assert oneshot.deps == ("baseline/single-column", "baseline/single-split"), "sequential oneshot reuses singles"
+    assert plan.branch_steps == 12 and plan.baseline_steps == 18
+    assert [s.id for s in plan.steps if s.ends_round] == ["eval/round-01", "eval/round-02"]
+
+
+def test_baselines_compute_matched_budget(toy, tmp_path):
+    data = recipe_data(toy, tmp_path / "run", baselines=["single", "union", "oneshot"], baseline_budget="compute")
+    plan = _plan(data)
+    assert _ids(plan, "baseline/") == [
+        ("baseline/single-column", 12), ("baseline/single-split", 12), ("baseline/union", 12),
+        ("baseline/oneshot-column", 6), ("baseline/oneshot-split", 6), ("baseline/oneshot", None)]
+    assert plan.baseline_steps == 12 + 12 + 12 + 12
+    assert [s.id for s in plan.steps if s.ends_round] == ["round-01/merge", "round-02/merge"]

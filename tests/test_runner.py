@@ -96,3 +96,20 @@ def test_status_shows_results(toy, tmp_path):
 def test_status_of_a_directory_without_a_run(tmp_path):
     result = CliRunner().invoke(main, ["status", str(tmp_path)])
     assert result.exit_code == 2 and "recipe.yaml: not found" in result.output
+
+
+def test_baselines_and_evaluations_run_and_resume(toy, tmp_path):
+    data = _fast(toy, tmp_path, baselines=["single", "union", "oneshot"], eval={"data": str(toy["eval"])})
+    first = _run(tmp_path, data)
+    assert first.exit_code == 0, first.output
+    assert "Report:" in first.output
+    ran = _calls(tmp_path)
+    assert ran.count("baseline/single-column") == 1 and "eval/oneshot" in ran and "eval/round-00" in ran
+    again = _run(tmp_path, data)
+    assert again.exit_code == 0 and _calls(tmp_path) == ran, "a finished run with baselines does nothing again"
+    metrics = json.loads((tmp_path / "run/metrics.json").read_text())
+    assert [r["round"] for r in metrics["mot"]] == [0, 1, 2]
+    assert [r["cumulative_branch_steps"] for r in metrics["mot"]] == [0, 6, 12]
+    assert set(metrics["baselines"]) == {"single-column", "single-split", "union", "oneshot"}
+    assert metrics["baselines"]["oneshot"]["branch_steps"] == 12
+    assert all(isinstance(r["accuracy"], float) for r in metrics["mot"])

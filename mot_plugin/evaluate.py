@@ -1,0 +1,295 @@
+"""Accuracy of a student on a held-out math file: generate, extract the final answer, compare.
+
+The eval file is JSON lines, one problem a line:
+
+    {"prompt": "Tom has 12 pens and gets 30 more. How many pens now?", "answer": "42"}
+
+- `prompt` (string, required): the user turn; it is rendered with the model's chat template
+  (`add_generation_prompt=True`), or used as is when the tokenizer has none.
+- `answer` (string or number, required): the gold final answer. It must parse as a number
+  ("1,234", "85.0", "3/4") or as a math-verify expression ("\\frac{1}{2}"). A full solution that
+  ends in `#### N` or holds a `\\boxed{...}` (a GSM8K `answer` field) is reduced to that answer.
+
+Other fields are ignored. Answers are extracted from responses by `extract_answer` and compared by
+`answers_match` (exact numeric equality when both sides are numbers, math-verify otherwise).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import threading
+import time
+from fractions import Fraction
+from pathlib import Path
+
+
+class EvalError(ValueError):
+    """A bad eval file; the message is one line naming the file and line."""
+
+
+# ---------------------------------------------------------------- answers
+
+_NUMBER = r"-?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?(?:/\d+)?"
+_NUMBER_RE = re.compile(_NUMBER)
+_HASH_RE = re.compile(r"####\s*([^\n]*)")
+_ANSWER_IS_RE = re.compile(r"answer\s+is\s*:?\s*([^\n]*)", re.IGNORECASE)
+_BOXED_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")
+_WORD_RE = re.compile(r"(?<![\\a-zA-Z])[a-zA-Z]{2,}")  # a bare word: LaTeX parses it as a product of symbols
+
+
+def _last_boxed(text: str) -> str | None:
+    """Content of the last `\\boxed{...}` with balanced braces, or None."""
+    found = None
+    for m in _BOXED_RE.finditer(text):
+        depth, start = 1, m.end()
+        for i in range(start, len(text)):
+            depth += {"{": 1, "}": -1}.get(text[i], 0)
+            if depth == 0:
+                found = text[start:i].strip()
+                break
+    return found or None
+
+
+def _clean(fragment: str) -> str | None:
+    """The first number in a fragment after `####` / "the answer is", else the fragment trimmed."""
+    m = _NUMBER_RE.search(fragment)
+    if m:
+        return m.group(0)
+    frag = fragment.strip().strip("$ ").rstrip(".").strip()
+    return frag or None
+
+
+def extract_answer(text: str) -> str | None:
+    """The final answer in a response: last `\\boxed{}`, else `#### N`, else "the answer is X", else the last number."""
+    if not text:
+        return None
+    boxed = _last_boxed(text)
+    if boxed:
+        return boxed
+    for regex in (_HASH_RE, _ANSWER_IS_RE):
+        hits = regex.findall(text)
+        if hits:
+            got = _clean(hits[-1])
+            if got:
+                return got
+    numbers = _NUMBER_RE.findall(text)
+    return numbers[-1] if numbers else None
+
+
+def _as_number(s: str) -> Fraction | None:
+    """Parse "1,234", "$85.0", "3/4", "50%" as an exact Fraction; None if it is not a plain number."""
+    t = s.strip().strip("$").strip()
+    t = re.sub(r"^\\\$", "", t).rstrip(".").rstrip("%").strip()
+    t = re.sub(r"(?<=\d),(?=\d{3}\b)", "", t)
+    if not re.fullmatch(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?(?:/\d+)?", t):
+        return None
+    try:
+        return Fraction(t)
+    except (ValueError, ZeroDivisionError):
+        return None
+
+
+def _timeout() -> int | None:
+    """math-verify's signal-based timeout works only in the main thread; elsewhere run without one."""
+    return 5 if threading.current_thread() is threading.main_thread() else None
+
+
+def _mv_parse(s: str) -> list:
+    """math-verify parse of an answer string (as LaTeX first, then as a plain expression); [] if none."""
+    import logging
+
+    from math_verify import parse
+
+    logging.getLogger("math_verify").setLevel(logging.ERROR)  # it warns once when the timeout is off
+    for text in (f"${s}$", s):
+        try:
+            got = parse(text, fallback_mode="no_fallback", parsing_timeout=_timeout())
+        except Exception:  # noqa: BLE001 - a bad expression is simply unparsable
+            got = []
+        if got:
+            return got
+    return []
+
+
+def _gold(answer) -> str:
+    """Normalise a gold answer (string or number) to a string; reduce `#### N` / `\\boxed{}` solutions."""
+    s = repr(answer) if isinstance(answer, float) else str(answer)
+    s = s.strip()
+    if "####" in s or _BOXED_RE.search(s):
+        s = extract_answer(s) or s
+    return s
+
+
+def _parsable(answer: str) -> bool:
+    """Whether a gold answer parses as a number or as a math-verify expression (words outside LaTeX commands do not)."""
+    if _as_number(answer) is not None:
+        return True
+    return not _WORD_RE.search(answer) and bool(_mv_parse(answer))
+
+
+def answers_match(predicted: str, gold: str) -> bool:
+    """Whether a predicted answer equals the gold one: exact numeric equality, else math-verify."""
+    if predicted is None or gold is None:
+        return False
+    predicted, gold = str(predicted).strip(), _gold(gold)
+    if not predicted or not gold:
+        return False
+    p, g = _as_number(predicted), _as_number(gold)
+    if p is not None and g is not None:
+        return p == g
+    from math_verify import verify
+
+    gp, pp = _mv_parse(gold), _mv_parse(predicted)
+    if not gp or not pp:
+        return predicted == gold
+    try:
+        return bool(verify(gp, pp, timeout_seconds=_timeout()))
+    except Exception:  # noqa: BLE001 - any failure to compare is a mismatch
+        return False
+
+
+# ---------------------------------------------------------------- eval file
+
+
+def load_eval_file(path: str | Path) -> list[dict]:
+    """Read an eval file (see the module docstring); rows come back as {"prompt": str, "answer": str}."""
+    path = Path(path)
+    if not path.is_file():
+        raise EvalError(f"{path}: eval file not found")
+    rows = []
+    with path.open(encoding="utf-8") as f:
+        for line_no, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise EvalError(f"{path}:{line_no}: malformed JSON ({e.msg})") from None
+            if not isinstance(row, dict):
+                raise EvalError(f"{path}:{line_no}: expected a JSON object, got {type(row).__name__}")
+            for key in ("prompt", "answer"):
+                if key not in row:
+                    raise EvalError(f"{path}:{line_no}: missing field {key!r}")
+            if not isinstance(row["prompt"], str) or not row["prompt"].strip():
+                raise EvalError(f"{path}:{line_no}: 'prompt' must be a non-empty string")
+            answer = row["answer"]
+            if isinstance(answer, bool) or not isinstance(answer, (str, int, float)):
+                raise EvalError(f"{path}:{line_no}: 'answer' must be a string or a number")
+            if isinstance(answer, float) and not math.isfinite(answer):
+                raise EvalError(f"{path}:{line_no}: 'answer' must be finite")
+            gold = _gold(answer)
+            if not _parsable(gold):
+                raise EvalError(f"{path}:{line_no}: gold answer {str(answer)[:60]!r} is not a number or math expression")
+            rows.append({"prompt": row["prompt"], "answer": gold})
+    if not rows:
+        raise EvalError(f"{path}: no problems in eval file")
+    return rows
+
+
+# ---------------------------------------------------------------- generation
+
+
+def _generate(model_dir, prompts, *, n, batch_size, max_new_tokens, temperature, device, seed):
+    """Generate n responses per prompt; return (texts per prompt, generated-token counts per prompt)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if n < 1 or batch_size < 1 or max_new_tokens < 1:
+        raise ValueError("n, batch_size and max_new_tokens must be >= 1")
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    sample = n > 1 or temperature > 0
+    tok = AutoTokenizer.from_pretrained(str(model_dir))
+    tok.padding_side = "left"
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype="auto").to(device).eval()
+
+    if tok.chat_template:
+        texts = [tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
+                                         add_generation_prompt=True) for p in prompts]
+        special = False  # the template writes BOS itself
+    else:
+        texts, special = list(prompts), True
+    eos = model.generation_config.eos_token_id or tok.eos_token_id
+    eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
+    kwargs = dict(max_new_tokens=max_new_tokens, num_return_sequences=n, pad_token_id=tok.pad_token_id,
+                  eos_token_id=list(eos_ids) or None)
+    if sample:  # plain sampling at `temperature` (1.0 when n > 1 and temperature is 0)
+        kwargs.update(do_sample=True, temperature=temperature if temperature > 0 else 1.0, top_p=1.0, top_k=0)
+    else:  # the saved generation_config may say do_sample: true (Axolotl writes that)
+        kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths share a batch
+    outs: list = [None] * len(texts)
+    counts: list = [None] * len(texts)
+    devices = [torch.device(device).index or 0] if torch.device(device).type == "cuda" else []
+    with torch.random.fork_rng(devices=devices), torch.inference_mode():
+        torch.manual_seed(seed)
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            enc = tok([texts[i] for i in idx], return_tensors="pt", padding=True,
+                      add_special_tokens=special).to(device)
+            gen = model.generate(**enc, **kwargs)[:, enc["input_ids"].shape[1]:].cpu()
+            for row, ids in enumerate(gen.tolist()):
+                stop = next((j + 1 for j, t in enumerate(ids) if t in eos_ids), len(ids))
+                i = idx[row // n]
+                outs[i] = (outs[i] or []) + [tok.decode(ids[:stop], skip_special_tokens=True)]
+                counts[i] = (counts[i] or []) + [stop]
+    del model
+    return outs, counts
+
+
+def generate(model_dir, prompts, *, n=1, batch_size=16, max_new_tokens=128, temperature=0.0, device=None,
+             seed=0) -> list[list[str]]:
+    """n responses per prompt from the model in model_dir (its chat template, left padding, batched).
+
+    Greedy when n == 1 and temperature == 0; otherwise plain sampling (top-k/top-p off) at
+    `temperature` (1.0 if it is 0) with torch seeded by `seed`. device: "cuda" if available, else "cpu".
+    """
+    return _generate(model_dir, list(prompts), n=n, batch_size=batch_size, max_new_tokens=max_new_tokens,
+                     temperature=temperature, device=device, seed=seed)[0]
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+def evaluate(model_dir, eval_file, *, n=1, limit=None, batch_size=16, max_new_tokens=128, temperature=0.0,
+             device=None, seed=0) -> dict:
+    """Accuracy of the model in model_dir on eval_file (the first `limit` problems), n samples each.
+
+    Returns accuracy (mean over problems of the fraction of correct samples), accuracy_std
+    (population std of the n per-sample-set accuracies; 0.0 when n == 1), n_problems, n_samples
+    (samples per problem), mean_response_tokens (generated tokens, EOS included), unextracted
+    (responses with no extractable answer) and seconds (wall time of the whole evaluation).
+    """
+    t0 = time.perf_counter()
+    rows = load_eval_file(eval_file)
+    if limit is not None:
+        rows = rows[:limit]
+    if not rows:
+        raise ValueError("limit leaves no problems to evaluate")
+    texts, counts = _generate(model_dir, [r["prompt"] for r in rows], n=n, batch_size=batch_size,
+                              max_new_tokens=max_new_tokens, temperature=temperature, device=device, seed=seed)
+    correct, unextracted = [], 0
+    for row, responses in zip(rows, texts):
+        marks = []
+        for text in responses:
+            pred = extract_answer(text)
+            unextracted += pred is None
+            marks.append(pred is not None and answers_match(pred, row["answer"]))
+        correct.append(marks)
+    per_set = [sum(c[k] for c in correct) / len(correct) for k in range(n)]
+    mean = sum(per_set) / n
+    std = math.sqrt(sum((a - mean) ** 2 for a in per_set) / n) if n > 1 else 0.0
+    tokens = [c for per in counts for c in per]
+    return {
+        "accuracy": sum(sum(c) / n for c in correct) / len(correct),
+        "accuracy_std": std,
+        "n_problems": len(rows),
+        "n_samples": n,
+        "mean_response_tokens": sum(tokens) / len(tokens),
+        "unextracted": unextracted,
+        "seconds": time.perf_counter() - t0,
+    }
