@@ -181,7 +181,8 @@ def load_eval_file(path: str | Path) -> list[dict]:
                 raise EvalError(f"{path}:{line_no}: 'answer' must be finite")
             gold = _gold(answer)
             if not _parsable(gold):
-                raise EvalError(f"{path}:{line_no}: gold answer {str(answer)[:60]!r} is not a number or math expression")
+                raise EvalError(f"{path}:{line_no}: gold answer {str(answer)[:60]!r} "
+                                "is not a number or math expression")
             rows.append({"prompt": row["prompt"], "answer": gold})
     if not rows:
         raise EvalError(f"{path}: no problems in eval file")
@@ -255,14 +256,28 @@ def generate(model_dir, prompts, *, n=1, batch_size=16, max_new_tokens=128, temp
 # ---------------------------------------------------------------- evaluation
 
 
+def _generate_vllm(model_dir, prompts, *, n, batch_size, max_new_tokens, temperature, device, seed):
+    """The same contract as `_generate`, with vLLM (not installed or tested on the CPU machines)."""
+    try:
+        from vllm import LLM, SamplingParams
+    except ImportError:
+        raise EvalError("eval backend vllm: vllm is not installed (pip install vllm)") from None
+    sample = n > 1 or temperature > 0
+    params = SamplingParams(n=n, temperature=(temperature or 1.0) if sample else 0.0, max_tokens=max_new_tokens,
+                            seed=seed)
+    results = LLM(model=str(model_dir), seed=seed).chat([[{"role": "user", "content": p}] for p in prompts], params)
+    return ([[o.text for o in r.outputs] for r in results], [[len(o.token_ids) for o in r.outputs] for r in results])
+
+
 def evaluate(model_dir, eval_file, *, n=1, limit=None, batch_size=16, max_new_tokens=128, temperature=0.0,
-             device=None, seed=0) -> dict:
+             device=None, seed=0, backend="transformers", samples_path: Path | None = None) -> dict:
     """Accuracy of the model in model_dir on eval_file (the first `limit` problems), n samples each.
 
     Returns accuracy (mean over problems of the fraction of correct samples), accuracy_std
     (population std of the n per-sample-set accuracies; 0.0 when n == 1), n_problems, n_samples
     (samples per problem), mean_response_tokens (generated tokens, EOS included), unextracted
     (responses with no extractable answer) and seconds (wall time of the whole evaluation).
+    With `samples_path`, every response is written there as JSON lines with its extracted answer and verdict.
     """
     t0 = time.perf_counter()
     rows = load_eval_file(eval_file)
@@ -270,16 +285,22 @@ def evaluate(model_dir, eval_file, *, n=1, limit=None, batch_size=16, max_new_to
         rows = rows[:limit]
     if not rows:
         raise ValueError("limit leaves no problems to evaluate")
-    texts, counts = _generate(model_dir, [r["prompt"] for r in rows], n=n, batch_size=batch_size,
+    generator = _generate_vllm if backend == "vllm" else _generate
+    texts, counts = generator(model_dir, [r["prompt"] for r in rows], n=n, batch_size=batch_size,
                               max_new_tokens=max_new_tokens, temperature=temperature, device=device, seed=seed)
-    correct, unextracted = [], 0
-    for row, responses in zip(rows, texts):
+    correct, unextracted, samples = [], 0, []
+    for number, (row, responses) in enumerate(zip(rows, texts)):
         marks = []
-        for text in responses:
+        for k, text in enumerate(responses):
             pred = extract_answer(text)
             unextracted += pred is None
             marks.append(pred is not None and answers_match(pred, row["answer"]))
+            samples.append({"problem": number, "sample": k, "prompt": row["prompt"], "gold": row["answer"],
+                            "response": text, "extracted": pred, "correct": marks[-1]})
         correct.append(marks)
+    if samples_path is not None:
+        samples_path.parent.mkdir(parents=True, exist_ok=True)
+        samples_path.write_text("".join(json.dumps(sample) + "\n" for sample in samples))
     per_set = [sum(c[k] for c in correct) / len(correct) for k in range(n)]
     mean = sum(per_set) / n
     std = math.sqrt(sum((a - mean) ** 2 for a in per_set) / n) if n > 1 else 0.0
@@ -293,3 +314,39 @@ def evaluate(model_dir, eval_file, *, n=1, limit=None, batch_size=16, max_new_to
         "unextracted": unextracted,
         "seconds": time.perf_counter() - t0,
     }
+
+
+# ---------------------------------------------------------------- entry points
+
+
+def run_eval(settings: dict, out_dir: Path | None = None) -> dict:
+    """Evaluate as `settings` say (`model`, `data` and the `mot.eval` fields); with `out_dir`, write
+    `samples.jsonl` and `metrics.json` there. Greedy when `samples` is 1."""
+    samples = settings.get("samples", 1)
+    metrics = evaluate(
+        settings["model"], settings["data"], n=samples, limit=settings.get("limit"),
+        batch_size=settings.get("batch_size", 16), max_new_tokens=settings.get("max_new_tokens", 256),
+        temperature=settings.get("temperature", 0.7) if samples > 1 else 0.0,
+        backend=settings.get("backend", "transformers"),
+        samples_path=out_dir / "samples.jsonl" if out_dir else None,
+    )
+    if out_dir is not None:
+        tmp = out_dir / "metrics.json.tmp"
+        tmp.write_text(json.dumps(metrics, indent=2))
+        tmp.replace(out_dir / "metrics.json")
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m mot_plugin.evaluate EVAL_YAML OUT_DIR`: what the built-in evaluation step runs."""
+    import sys
+
+    import yaml
+
+    config_path, out_dir = argv or sys.argv[1:]
+    metrics = run_eval(yaml.safe_load(Path(config_path).read_text()), Path(out_dir))
+    print(json.dumps(metrics, indent=2))
+
+
+if __name__ == "__main__":
+    main()

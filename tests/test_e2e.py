@@ -151,3 +151,52 @@ def test_failing_branch_stops_with_one_line_naming_its_log(toy, tmp_path):
     assert str(tmp_path / "run/round-01/branch-split/train.log") in errors[0]
     assert "no_such_optimizer" in (tmp_path / "run/round-01/branch-split/train.log").read_text()
     assert not (tmp_path / "run/round-01/branch-column").joinpath("model").exists()
+
+
+@pytest.fixture(scope="module")
+def with_baselines(toy, reference) -> Path:
+    """The reference run's recipe plus evaluation and all baselines, run in the same directory:
+    the finished MoT steps are kept, only evaluations and baselines run."""
+    tmp = reference.parent
+    data = recipe_data(toy, reference, baselines=["single", "union", "oneshot"],
+                       eval={"data": str(toy["eval"]), "limit": 4, "max_new_tokens": 24, "batch_size": 4})
+    recipe = write_recipe(tmp / "with-baselines.yaml", data)
+    result = mot("run", str(recipe), cwd=tmp)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("done earlier, skipped") == 6, "the MoT steps were not run again"
+    assert f"Report: {reference / 'report.md'}" in result.stdout
+    return reference
+
+
+def test_evaluations_and_baselines_recorded(with_baselines):
+    metrics = json.loads((with_baselines / "metrics.json").read_text())
+    assert [r["round"] for r in metrics["mot"]] == [0, 1, 2]
+    for row in [*metrics["mot"], *metrics["baselines"].values()]:
+        assert 0.0 <= row["accuracy"] <= 1.0
+        assert 0 <= row["unextracted"] <= 4
+    assert {name: row["branch_steps"] for name, row in metrics["baselines"].items()} == {
+        "single-column": 6, "single-split": 6, "union": 6, "oneshot": 12}
+    samples = (with_baselines / "eval/round-02/out/samples.jsonl").read_text().splitlines()
+    assert len(samples) == 4 and all("response" in json.loads(line) for line in samples)
+
+
+def test_report_plot_and_model_card(with_baselines):
+    import matplotlib.image
+
+    report = (with_baselines / "report.md").read_text()
+    for name in ("| 0 |", "| 2 |", "single-column", "union", "oneshot", "final round (2)", "best round"):
+        assert name in report
+    pixels = matplotlib.image.imread(with_baselines / "accuracy.png")
+    assert pixels.shape[0] > 200 and pixels.shape[1] > 300 and pixels.std() > 0.05, "a real, non-empty plot"
+    card = (with_baselines / "round-02/merged/README.md").read_text()
+    assert "Merge-of-Thought" in card and "## Recipe" in card and "| 2 |" in card
+
+
+def test_mot_eval_command(with_baselines, toy, tmp_path):
+    out = tmp_path / "eval"
+    result = mot("eval", str(with_baselines / "round-02/merged"), "--data", str(toy["eval"]), "--limit", "2",
+                 "--max-new-tokens", "16", "--out", str(out), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = json.loads(result.stdout)
+    assert metrics["n_problems"] == 2 and 0.0 <= metrics["accuracy"] <= 1.0
+    assert (out / "metrics.json").is_file() and len((out / "samples.jsonl").read_text().splitlines()) == 2

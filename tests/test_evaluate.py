@@ -1,4 +1,4 @@
-"""Answer extraction and matching (on the real GSM8K test split), eval-file errors, and generation/evaluation of the toy student."""
+"""Answer extraction and matching (on GSM8K's test split), eval-file errors, generating with and evaluating the toy."""
 
 from __future__ import annotations
 
@@ -80,7 +80,8 @@ def test_answers_match_outside_the_main_thread():
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(2) as pool:
-        got = list(pool.map(lambda pair: answers_match(*pair), [("\\frac{1}{2}", "0.5"), ("x+1", "x+2"), ("85.0", "85")]))
+        pairs = [("\\frac{1}{2}", "0.5"), ("x+1", "x+2"), ("85.0", "85")]
+        got = list(pool.map(lambda pair: answers_match(*pair), pairs))
     assert got == [True, False, True]
 
 
