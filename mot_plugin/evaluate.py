@@ -24,6 +24,8 @@ import time
 from fractions import Fraction
 from pathlib import Path
 
+from mot_plugin.jsonl import read_jsonl
+
 
 class EvalError(ValueError):
     """A bad eval file; the message is one line naming the file and line."""
@@ -159,31 +161,22 @@ def load_eval_file(path: str | Path) -> list[dict]:
     if not path.is_file():
         raise EvalError(f"{path}: eval file not found")
     rows = []
-    with path.open(encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise EvalError(f"{path}:{line_no}: malformed JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise EvalError(f"{path}:{line_no}: expected a JSON object, got {type(row).__name__}")
-            for key in ("prompt", "answer"):
-                if key not in row:
-                    raise EvalError(f"{path}:{line_no}: missing field {key!r}")
-            if not isinstance(row["prompt"], str) or not row["prompt"].strip():
-                raise EvalError(f"{path}:{line_no}: 'prompt' must be a non-empty string")
-            answer = row["answer"]
-            if isinstance(answer, bool) or not isinstance(answer, (str, int, float)):
-                raise EvalError(f"{path}:{line_no}: 'answer' must be a string or a number")
-            if isinstance(answer, float) and not math.isfinite(answer):
-                raise EvalError(f"{path}:{line_no}: 'answer' must be finite")
-            gold = _gold(answer)
-            if not _parsable(gold):
-                raise EvalError(f"{path}:{line_no}: gold answer {str(answer)[:60]!r} "
-                                "is not a number or math expression")
-            rows.append({"prompt": row["prompt"], "answer": gold})
+    for line_no, row in read_jsonl(path, EvalError):
+        for key in ("prompt", "answer"):
+            if key not in row:
+                raise EvalError(f"{path}:{line_no}: missing field {key!r}")
+        if not isinstance(row["prompt"], str) or not row["prompt"].strip():
+            raise EvalError(f"{path}:{line_no}: 'prompt' must be a non-empty string")
+        answer = row["answer"]
+        if isinstance(answer, bool) or not isinstance(answer, (str, int, float)):
+            raise EvalError(f"{path}:{line_no}: 'answer' must be a string or a number")
+        if isinstance(answer, float) and not math.isfinite(answer):
+            raise EvalError(f"{path}:{line_no}: 'answer' must be finite")
+        gold = _gold(answer)
+        if not _parsable(gold):
+            raise EvalError(f"{path}:{line_no}: gold answer {str(answer)[:60]!r} "
+                            "is not a number or math expression")
+        rows.append({"prompt": row["prompt"], "answer": gold})
     if not rows:
         raise EvalError(f"{path}: no problems in eval file")
     return rows

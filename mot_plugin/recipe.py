@@ -7,13 +7,14 @@ that names the file, key or line at fault.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from mot_plugin.jsonl import read_jsonl
 
 
 class RecipeError(ValueError):
@@ -253,19 +254,7 @@ def _check_dataset_file(path: Path, where: str) -> None:
         raise RecipeError(f"{where}: {path} does not exist")
     if path.is_dir() or path.suffix != ".jsonl":
         return
-    empty = True
-    with path.open() as lines:
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise RecipeError(f"{path}:{number}: malformed JSONL line ({err.msg})") from None
-            if not isinstance(row, dict):
-                raise RecipeError(f"{path}:{number}: a JSONL row must be an object")
-            empty = False
-    if empty:
+    if sum(1 for _ in read_jsonl(path, RecipeError)) == 0:
         raise RecipeError(f"{where}: {path} has no rows")
 
 
