@@ -200,3 +200,11 @@ def test_mot_eval_command(with_baselines, toy, tmp_path):
     metrics = json.loads(result.stdout)
     assert metrics["n_problems"] == 2 and 0.0 <= metrics["accuracy"] <= 1.0
     assert (out / "metrics.json").is_file() and len((out / "samples.jsonl").read_text().splitlines()) == 2
+
+
+def test_axolotl_mot_reaches_the_same_commands(reference):
+    axolotl = Path(sys.executable).parent / "axolotl"
+    result = subprocess.run([str(axolotl), "mot", "status", str(reference)], capture_output=True, text=True,
+                            timeout=300, env={**os.environ, "AXOLOTL_DO_NOT_TRACK": "1"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.count(" done ") >= 6
