@@ -168,5 +168,9 @@ def toy(out_dir: str, seed: int) -> None:
         click.echo(f"{name}: {path}")
 
 
+from mot_plugin.data.cli import data  # noqa: E402  (the `mot data` group lives with the data tools)
+
+main.add_command(data)
+
 if __name__ == "__main__":
     main()
