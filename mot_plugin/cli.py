@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from mot_plugin.data.cli import data
 from mot_plugin.planner import Plan, plan_run
 from mot_plugin.plugins import plugin_manager
 from mot_plugin.process import StepFailed
@@ -167,8 +168,6 @@ def toy(out_dir: str, seed: int) -> None:
     for name, path in paths.items():
         click.echo(f"{name}: {path}")
 
-
-from mot_plugin.data.cli import data  # noqa: E402  (the `mot data` group lives with the data tools)
 
 main.add_command(data)
 
