@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from mot_plugin.data.cli import data
-from mot_plugin.planner import Plan, plan_run
+from mot_plugin.planner import Plan, human_bytes, plan_run, weights_bytes
 from mot_plugin.plugins import plugin_manager
 from mot_plugin.process import StepFailed
 from mot_plugin.recipe import RecipeError, load_recipe
@@ -27,21 +27,6 @@ def _plan(recipe_path: str | Path, check_files: bool = True) -> tuple[Plan, obje
     pm = plugin_manager(recipe.mot.plugins)
     pm.hook.mot_check_recipe(recipe=recipe)
     return plan_run(recipe, pm.hook), pm
-
-
-def _weights_bytes(model: str) -> int | None:
-    path = Path(model)
-    if not path.is_dir():
-        return None
-    return sum(f.stat().st_size for pattern in ("*.safetensors", "*.bin") for f in path.glob(pattern))
-
-
-def _human(size: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if size < 1024 or unit == "TB":
-            return f"{size:.1f} {unit}"
-        size /= 1024
-    raise AssertionError
 
 
 def _run_dir_plan(run_dir: str) -> Plan:
@@ -75,10 +60,11 @@ def plan(recipe: str) -> None:
                f"{the_plan.branch_steps} branch-steps; merge: {mot.merge.method}")
     for step in the_plan.steps:
         click.echo(f"  {step.id:<32} {step_state(step):<8} {step.config_path}")
-    size = _weights_bytes(the_plan.recipe.student)
+    size = weights_bytes(Path(the_plan.recipe.student))
     if size:
-        click.echo(f"  disk: about {_human(the_plan.disk_estimate(size))} of weights "
-                   f"({len(the_plan.steps)} checkpoints of {_human(size)}), plus tokenized data")
+        keep = "kept" if mot.keep_branches else "deleted after their merge"
+        click.echo(f"  disk: at most {human_bytes(the_plan.disk_estimate(size))} of weights at once "
+                   f"(checkpoints of {human_bytes(size)}; branch weights {keep}), plus tokenized data")
     else:
         click.echo("  disk: unknown (the student is not a local directory)")
     click.echo(f"Wrote {len(the_plan.steps)} step configs and recipe.yaml; nothing was run. Next: mot run {recipe}")
@@ -150,7 +136,15 @@ def status(run_dir: str) -> None:
         if "steps" in result:
             parts.append(f"steps {result['steps']}, loss {result['final_train_loss']:.4f}, "
                          f"tokens {result['tokens_trained']}")
+        if row["pruned"]:
+            parts.append("weights deleted after merge")
+        if row["progress"]:
+            parts.append(f"step {row['progress'][0]}/{row['progress'][1]}")
         if row["state"] in ("failed", "running"):
+            where = row["where"]
+            placed = ", ".join(f"{k} {v}" for k, v in where.items() if v is not None and k != "launcher")
+            if where:
+                parts.append(f"on {where.get('launcher', '?')}: {placed}")
             parts.append(f"log {row['log']}")
         if row["error"] and row["state"] == "failed":
             parts.append(row["error"])

@@ -37,6 +37,12 @@ def mot_merge_config(recipe: Recipe, merge: MergeSpec) -> dict[str, Any]:
 
 
 @hookspec(firstresult=True)
+def mot_prepare_data(recipe: Recipe, step: Step) -> dict[str, Any]:
+    """Tokenize one teacher's data into `step.output_dir` with the branch config at `step.config_path`
+    (planned only when branches run in parallel); return a result dict. Raise on failure."""
+
+
+@hookspec(firstresult=True)
 def mot_run_branch(recipe: Recipe, step: Step) -> dict[str, Any]:
     """Train one branch from `step.config_path`, logging to `step.log_path`, weights into
     `step.output_dir`; return its result (steps, final train loss, tokens, runtime). Raise on failure."""

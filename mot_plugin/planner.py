@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pluggy
 
+from mot_plugin.datahash import DataHashes
 from mot_plugin.recipe import Recipe, Teacher
-from mot_plugin.specs import BranchSpec, EvalSpec, MergeSpec, Step
+from mot_plugin.specs import BranchSpec, EvalSpec, MergeSpec, PrepareSpec, Step
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,8 @@ class Plan:
 
     recipe: Recipe
     steps: tuple[Step, ...]
+    data_hashes: dict[str, dict] = field(default_factory=dict)
+    """Every local training file's size, mtime and sha256 (recorded as `data.json`)."""
 
     @property
     def branch_steps(self) -> int:
@@ -38,9 +41,48 @@ class Plan:
     def final_student(self) -> Path:
         return next(s.output_dir for s in reversed(self.steps) if s.kind == "merge" and s.round > 0)
 
+    def readers(self, step: Step) -> list[Step]:
+        """The steps that need `step`'s output."""
+        return [s for s in self.steps if step.id in s.deps]
+
+    def prunable(self, step: Step) -> bool:
+        """A branch whose weights only feed a merge (MoT branches, one-shot branches): deleted once
+        every step that reads them has finished, unless the recipe sets `keep_branches`."""
+        return (not self.recipe.mot.keep_branches and step.kind == "branch"
+                and (step.round > 0 or step.id.startswith("baseline/oneshot-")))
+
     def disk_estimate(self, student_bytes: int) -> int:
-        """Bytes of weights the run keeps: one checkpoint per branch and per merge."""
-        return student_bytes * sum(s.kind != "eval" for s in self.steps)
+        """Peak bytes of weights on disk, running the steps in order: every branch and merge writes
+        a checkpoint; prunable branches are deleted once their readers have finished."""
+        alive: list[Step] = []
+        done: set[str] = set()
+        peak = 0
+        for step in self.steps:
+            done.add(step.id)
+            if step.kind in ("branch", "merge"):
+                alive.append(step)
+            peak = max(peak, len(alive))
+            alive = [s for s in alive if not (self.prunable(s) and {r.id for r in self.readers(s)} <= done)]
+        return student_bytes * peak
+
+
+def weights_bytes(model: Path) -> int | None:
+    """Bytes of a local checkpoint's weight files; None if `model` is not a local directory."""
+    if not model.is_dir():
+        return None
+    return sum(f.stat().st_size for pattern in ("*.safetensors", "*.bin") for f in model.glob(pattern))
+
+
+def human_bytes(size: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1024 or unit == "TB":
+            return f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError
+
+
+PER_BRANCH_KEYS = ("base_model", "output_dir", "max_steps", "seed", "mot_step")
+"""Branch config keys that do not change how a teacher's data is tokenized."""
 
 
 def fingerprint(config: dict, deps: list[Step]) -> str:
@@ -55,22 +97,44 @@ class _Planner:
         self.recipe, self.hook = recipe, hook
         self.run_dir = recipe.run_dir
         self.tokenizer = recipe.axolotl.get("tokenizer_config") or recipe.student
+        self.hashes = DataHashes(self.run_dir)
+        self.prepare_first = recipe.mot.launch.parallel > 1
+        self.prepared: dict[str, Step] = {}
         self.steps: list[Step] = []
 
     def branch(self, step_id: str, round_: int, teacher: Teacher, start: Step | None, directory: Path,
                max_steps: int, seed: int) -> Step:
+        prepared_dir = self.run_dir / "prepared" / f"{teacher.name}-{self.hashes.datasets(teacher.datasets)}"
         spec = BranchSpec(
             step_id=step_id, round=round_, teacher=teacher,
             student=str(start.output_dir) if start else self.recipe.student, tokenizer=self.tokenizer,
-            output_dir=directory / "model", prepared_dir=self.run_dir / "prepared" / teacher.name,
-            max_steps=max_steps, seed=seed,
+            output_dir=directory / "model", prepared_dir=prepared_dir, max_steps=max_steps, seed=seed,
         )
         config = self.hook.mot_branch_config(recipe=self.recipe, branch=spec)
+        deps = [start.id] if start else []
+        if self.prepare_first:
+            deps.append(self.prepare(spec, config).id)
         return self._add(Step(
             id=step_id, kind="branch", spec=spec, config=config, config_path=directory / "axolotl.yaml",
             log_path=directory / "train.log", marker_path=directory / "done.json",
-            fingerprint=fingerprint(config, [start] if start else []), deps=(start.id,) if start else (),
+            fingerprint=fingerprint(config, [start] if start else []), deps=tuple(deps),
         ))
+
+    def prepare(self, branch: BranchSpec, config: dict) -> Step:
+        """The step that tokenizes this branch's data (once per teacher), with the branch's own config."""
+        name = branch.prepared_dir.name
+        if name not in self.prepared:
+            spec = PrepareSpec(step_id=f"prepare/{branch.teacher.name}", round=branch.round, teacher=branch.teacher,
+                               output_dir=branch.prepared_dir)
+            directory = branch.prepared_dir.parent
+            config = {**config, "output_dir": str(branch.prepared_dir / "preprocess")}
+            tokenization = {k: v for k, v in config.items() if k not in PER_BRANCH_KEYS}
+            self.prepared[name] = self._add(Step(
+                id=spec.step_id, kind="prepare", spec=spec, config=config, config_path=directory / f"{name}.yaml",
+                log_path=directory / f"{name}.log", marker_path=directory / f"{name}.done.json",
+                fingerprint=fingerprint(tokenization, []),
+            ))
+        return self.prepared[name]
 
     def merge(self, step_id: str, round_: int, branches: list[Step], start: Step | None, directory: Path) -> Step:
         spec = MergeSpec(
@@ -150,4 +214,4 @@ def plan_run(recipe: Recipe, hook: pluggy.HookRelay) -> Plan:
     planner = _Planner(recipe, hook)
     planner.rounds()
     planner.baselines()
-    return Plan(recipe=recipe, steps=tuple(planner.steps))
+    return Plan(recipe=recipe, steps=tuple(planner.steps), data_hashes=planner.hashes.used)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mot_plugin.jsonl import read_jsonl
 
@@ -94,6 +94,50 @@ class Eval(_Strict):
     """`transformers` (tested here, CPU or GPU) or `vllm` (when installed)."""
 
 
+class Ray(_Strict):
+    """The Ray launcher: each branch is a Ray task."""
+
+    address: str | None = None
+    """An existing cluster (`auto`, `ray://host:10001`, `host:6379`); unset: start a local one."""
+    num_cpus: float = Field(default=1, ge=0)
+    """CPUs each branch task asks for."""
+    num_gpus: float = Field(default=0, ge=0)
+    """GPUs each branch task asks for (Ray sets CUDA_VISIBLE_DEVICES for the task)."""
+    max_retries: int = Field(default=2, ge=0)
+    """How often a branch whose worker died is run again."""
+
+
+class Slurm(_Strict):
+    """The Slurm launcher: one `sbatch` job per branch, its script kept in the branch's directory."""
+
+    sbatch_args: list[str] = []
+    """Extra `sbatch` options, for example `--partition=gpu`, `--gres=gpu:8`, `--time=04:00:00`."""
+    setup: list[str] = []
+    """Shell lines run in the job before the branch (for example `source /path/to/venv/bin/activate`)."""
+    poll_seconds: float = Field(default=5, gt=0)
+    """How often `squeue` is asked whether a job has ended."""
+
+
+class Launch(_Strict):
+    """Where and how branches run."""
+
+    launcher: Literal["local", "ray", "slurm"] = "local"
+    """`local`: on this machine; `ray`: Ray tasks; `slurm`: one Slurm job per branch."""
+    parallel: int = Field(default=1, ge=1)
+    """How many steps run at once (a round's branches are independent). Above 1, every teacher's data
+    is tokenized first, so concurrent branches never share Axolotl's prepared-data locks."""
+    devices: list[str] = []
+    """Local: `CUDA_VISIBLE_DEVICES` for each concurrent branch (for example `["0,1", "2,3"]`);
+    at least `parallel` groups when set."""
+    processes: int = Field(default=1, ge=1)
+    """Processes per branch; above 1 the branch runs under `accelerate launch` (DeepSpeed/FSDP
+    settings of the recipe pass through unchanged)."""
+    port: int = Field(default=29500, ge=1024, le=65000)
+    """First rendezvous port; concurrent multi-process branches get distinct ports from here."""
+    ray: Ray = Ray()
+    slurm: Slurm = Slurm()
+
+
 class MotConfig(_Strict):
     """The `mot:` block."""
 
@@ -119,6 +163,11 @@ class MotConfig(_Strict):
     baseline_budget: Literal["sequential", "compute"] = "sequential"
     """`sequential`: every baseline lineage trains rounds x steps_per_round steps, like one MoT lineage;
     `compute`: single and union train as many steps as all MoT branches together."""
+    launch: Launch = Launch()
+    """Where branches run, and how many at once."""
+    keep_branches: bool = False
+    """Keep every branch's weights; by default a branch's weights are deleted once every step that
+    reads them (its merge, its evaluation) has finished."""
 
     @field_validator("teachers")
     @classmethod
@@ -128,6 +177,14 @@ class MotConfig(_Strict):
             if names.count(name) > 1:
                 raise ValueError(f"teacher name {name!r} is used twice")
         return teachers
+
+    @model_validator(mode="after")
+    def _enough_devices(self) -> "MotConfig":
+        devices = self.launch.devices
+        if devices and len(devices) < self.launch.parallel:
+            raise ValueError(f"launch.devices: {len(devices)} device groups for launch.parallel "
+                             f"{self.launch.parallel}; give one group per concurrent branch")
+        return self
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from typing import Any
 
 from mot_plugin.planner import Plan
 from mot_plugin.recipe import dump_yaml
-from mot_plugin.runner import read_json, write_json, write_text
+from mot_plugin.atomic import read_json, write_json, write_text
 
 EVAL_FIELDS = ("accuracy", "accuracy_std", "unextracted", "mean_response_tokens")
 

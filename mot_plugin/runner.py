@@ -8,8 +8,8 @@ step runs again. One lock per run directory keeps two `mot run` apart.
 from __future__ import annotations
 
 import fcntl
-import json
 import os
+import queue
 import re
 import shutil
 import threading
@@ -20,7 +20,10 @@ from typing import Any, Callable, Iterator
 
 import pluggy
 
-from mot_plugin.planner import Plan
+from mot_plugin.atomic import read_json, write_json, write_text
+from mot_plugin.datahash import HASHES_FILE
+from mot_plugin.planner import Plan, human_bytes, weights_bytes
+from mot_plugin.process import StepFailed
 from mot_plugin.recipe import dump_yaml
 from mot_plugin.specs import Step
 
@@ -32,31 +35,15 @@ class RunLocked(RuntimeError):
     """Another `mot run` holds the run directory."""
 
 
-def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically (a reader sees the old file or the new one, never half of one)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    os.replace(tmp, path)
-
-
-def read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-
-
-def write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+class NotEnoughDisk(StepFailed):
+    """The disk holding the run directory has too little room for the next round."""
 
 
 def write_configs(plan: Plan) -> None:
-    """Write the resolved recipe and every step's config file (what `mot plan` leaves behind)."""
+    """Write the resolved recipe, the training files' hashes and every step's config file
+    (what `mot plan` leaves behind)."""
     write_text(plan.recipe.run_dir / "recipe.yaml", dump_yaml(plan.recipe.to_dict()))
+    write_json(plan.recipe.run_dir / HASHES_FILE, plan.data_hashes)
     for step in plan.steps:
         header = f"# {step.id}: written by mot from {plan.recipe.source}; edit the recipe, not this file.\n"
         write_text(step.config_path, header + dump_yaml(step.config))
@@ -111,47 +98,139 @@ def is_running(run_dir: Path) -> bool:
 
 def _clear(step: Step) -> None:
     """Remove what an unfinished or outdated attempt of `step` left behind."""
-    step.marker_path.unlink(missing_ok=True)
-    step.failed_path.unlink(missing_ok=True)
+    for path in (step.marker_path, step.failed_path, step.where_path):
+        path.unlink(missing_ok=True)
     shutil.rmtree(step.output_dir, ignore_errors=True)
 
 
 def run_plan(plan: Plan, hook: pluggy.HookRelay, echo: Callable[[str], None] = print) -> dict[str, dict]:
     """Run every step that is not done; return each step's result, keyed by step id."""
-    run_dir = plan.recipe.run_dir
-    results: dict[str, dict] = {}
-    with run_lock(run_dir):
+    with run_lock(plan.recipe.run_dir):
         write_configs(plan)
-        for number, step in enumerate(plan.steps, 1):
-            where = f"[{number}/{len(plan.steps)}] {step.id}"
-            if step_state(step) == "done":
-                results[step.id] = read_json(step.marker_path)["result"]
-                echo(f"{where}: done earlier, skipped")
-                continue
-            _clear(step)
-            echo(f"{where}: running (log: {step.log_path})")
-            write_json(run_dir / CURRENT_FILE, {"step": step.id, "pid": os.getpid(), "started": time.time()})
-            started = time.time()
-            run_hook = {"branch": hook.mot_run_branch, "merge": hook.mot_run_merge, "eval": hook.mot_evaluate}[step.kind]
+        return _Scheduler(plan, hook, echo).run()
+
+
+class _Scheduler:
+    """Starts steps in plan order as soon as the steps they need have finished, at most
+    `mot.launch.parallel` at once. After a failure it starts nothing new, lets the running steps
+    finish (their work is kept), then raises the first error."""
+
+    def __init__(self, plan: Plan, hook: pluggy.HookRelay, echo: Callable[[str], None]):
+        self.plan, self.hook, self.echo = plan, hook, echo
+        self.recipe = plan.recipe
+        self.by_id = {s.id: s for s in plan.steps}
+        self.number = {s.id: f"[{i}/{len(plan.steps)}] {s.id}" for i, s in enumerate(plan.steps, 1)}
+        self.results: dict[str, dict] = {}
+        self.running: dict[str, float] = {}
+        self.finished: queue.Queue[tuple[Step, dict | None, BaseException | None]] = queue.Queue()
+        self.disk_checked: set[int] = set()
+
+    def todo(self) -> list[Step]:
+        """Steps to run: those not done, and any finished branch whose weights were deleted but
+        that a step to run reads again."""
+        ids = {s.id for s in self.plan.steps if step_state(s) != "done"}
+        grew = True
+        while grew:
+            needed = {d for i in ids for d in self.by_id[i].deps
+                      if self.by_id[d].kind == "branch" and not self.by_id[d].output_dir.exists()}
+            grew = not needed <= ids
+            ids |= needed
+        return [s for s in self.plan.steps if s.id in ids]
+
+    def run(self) -> dict[str, dict]:
+        pending = self.todo()
+        for step in self.plan.steps:
+            if step not in pending:
+                self.results[step.id] = read_json(step.marker_path)["result"]
+                self.echo(f"{self.number[step.id]}: done earlier, skipped")
+        error: BaseException | None = None
+        while pending or self.running:
             try:
-                with _progress(step, echo, started):
-                    result = run_hook(recipe=plan.recipe, step=step)
-                if result is None:
-                    raise RuntimeError(f"{step.id}: no plugin ran this {step.kind} step")
-            except Exception as err:
-                write_json(step.failed_path, {"fingerprint": step.fingerprint, "error": str(err)})
-                raise
-            seconds = round(time.time() - started, 2)
-            write_json(step.marker_path, {"fingerprint": step.fingerprint, "seconds": seconds, "result": result})
-            results[step.id] = result
-            echo(f"{where}: done in {seconds:.1f}s{_brief(result)}")
-            if step.ends_round:
-                round_steps = [s for s in plan.steps if s.round == step.round]
-                student = next(s.output_dir for s in round_steps if s.kind == "merge")
-                hook.mot_round_end(recipe=plan.recipe, round=step.round, student=student,
-                                   results={s.id: results[s.id] for s in round_steps})
-        (run_dir / CURRENT_FILE).unlink(missing_ok=True)
-    return results
+                for step in self._ready(pending) if error is None else []:
+                    pending.remove(step)
+                    self._start(step)
+            except NotEnoughDisk as err:
+                error = err
+            if not self.running:
+                break
+            step, result, failure = self.finished.get()
+            started = self.running.pop(step.id)
+            self._write_current()
+            if failure is not None:
+                error = error or failure
+                continue
+            self._finish(step, result, started)
+        (self.recipe.run_dir / CURRENT_FILE).unlink(missing_ok=True)
+        if error is not None:
+            raise error
+        return self.results
+
+    def _ready(self, pending: list[Step]) -> list[Step]:
+        waiting = {s.id for s in pending} | set(self.running)
+        ready = []
+        for step in pending:
+            if len(self.running) + len(ready) >= self.recipe.mot.launch.parallel:
+                break
+            if not waiting.intersection(step.deps):
+                ready.append(step)
+        return ready
+
+    def _start(self, step: Step) -> None:
+        if step.kind == "branch" and step.round > 0:
+            self._check_disk(step.round)
+        _clear(step)
+        self.echo(f"{self.number[step.id]}: running (log: {step.log_path})")
+        self.running[step.id] = time.time()
+        self._write_current()
+        threading.Thread(target=self._execute, args=(step,), daemon=True).start()
+
+    def _execute(self, step: Step) -> None:
+        """In a thread of its own: run the step's hook, record a failure, report back."""
+        hooks = {"prepare": self.hook.mot_prepare_data, "branch": self.hook.mot_run_branch,
+                 "merge": self.hook.mot_run_merge, "eval": self.hook.mot_evaluate}
+        try:
+            with _progress(step, self.echo, self.running[step.id]):
+                result = hooks[step.kind](recipe=self.recipe, step=step)
+            if result is None:
+                raise RuntimeError(f"{step.id}: no plugin ran this {step.kind} step")
+            self.finished.put((step, result, None))
+        except BaseException as err:  # noqa: BLE001 - reported to the main thread, which raises it
+            write_json(step.failed_path, {"fingerprint": step.fingerprint, "error": str(err)})
+            self.finished.put((step, None, err))
+
+    def _finish(self, step: Step, result: dict, started: float) -> None:
+        seconds = round(time.time() - started, 2)
+        write_json(step.marker_path, {"fingerprint": step.fingerprint, "seconds": seconds, "result": result})
+        self.results[step.id] = result
+        self.echo(f"{self.number[step.id]}: done in {seconds:.1f}s{_brief(result)}")
+        if step.ends_round:
+            round_steps = [s for s in self.plan.steps if s.round == step.round]
+            student = next(s.output_dir for s in round_steps if s.kind == "merge")
+            self.hook.mot_round_end(recipe=self.recipe, round=step.round, student=student,
+                                    results={s.id: self.results[s.id] for s in round_steps})
+        for dep in step.deps:
+            branch = self.by_id[dep]
+            if self.plan.prunable(branch) and all(step_state(r) == "done" for r in self.plan.readers(branch)):
+                shutil.rmtree(branch.output_dir, ignore_errors=True)
+
+    def _write_current(self) -> None:
+        write_json(self.recipe.run_dir / CURRENT_FILE, {"pid": os.getpid(), "steps": self.running})
+
+    def _check_disk(self, round_: int) -> None:
+        """Before a round's first branch: is there room for its branches and its merge?"""
+        if round_ in self.disk_checked:
+            return
+        self.disk_checked.add(round_)
+        size = weights_bytes(Path(self.recipe.student))
+        if not size:
+            return
+        writes = sum(1 for s in self.plan.steps if s.round == round_ and s.kind in ("branch", "merge")
+                     and step_state(s) != "done")
+        free = shutil.disk_usage(self.recipe.run_dir).free
+        if free < writes * size:
+            raise NotEnoughDisk(f"round {round_} needs about {human_bytes(writes * size)} for {writes} checkpoints, "
+                                f"but {self.recipe.run_dir} has {human_bytes(free)} free; free some space and "
+                                f"run again")
 
 
 PROGRESS = re.compile(rb"(\d+)/(\d+) \[")
@@ -166,15 +245,10 @@ def _progress(step: Step, echo: Callable[[str], None], started: float) -> Iterat
     def watch() -> None:
         last = None
         while not stop.wait(PROGRESS_SECONDS):
-            try:
-                with step.log_path.open("rb") as log:
-                    log.seek(max(0, step.log_path.stat().st_size - 4096))
-                    found = PROGRESS.findall(log.read())
-            except FileNotFoundError:
-                continue
-            if found and found[-1] != last:
-                last = found[-1]
-                echo(f"    {step.id}: {int(last[0])}/{int(last[1])}, {time.time() - started:.0f}s")
+            progress = _last_progress(step.log_path)
+            if progress and progress != last:
+                last = progress
+                echo(f"    {step.id}: {progress[0]}/{progress[1]}, {time.time() - started:.0f}s")
 
     thread = threading.Thread(target=watch, daemon=True)
     thread.start()
@@ -193,17 +267,31 @@ def _brief(result: dict) -> str:
 
 
 def status_rows(plan: Plan) -> list[dict[str, Any]]:
-    """One row per step: its state, seconds, result summary and log."""
+    """One row per step: its state, seconds, result summary, log, where it runs and how far it got."""
     run_dir = plan.recipe.run_dir
     current = read_json(run_dir / CURRENT_FILE) if is_running(run_dir) else None
+    running = (current or {}).get("steps", {})
     rows = []
     for step in plan.steps:
         state = step_state(step)
-        if current and current.get("step") == step.id and state != "done":
+        if step.id in running and state != "done":
             state = "running"
         marker = read_json(step.marker_path) or {}
         failed = read_json(step.failed_path) or {}
         rows.append({"step": step.id, "state": state, "seconds": marker.get("seconds"),
                      "result": marker.get("result") or {}, "error": failed.get("error"),
-                     "log": str(step.log_path)})
+                     "log": str(step.log_path), "where": read_json(step.where_path) or {},
+                     "progress": _last_progress(step.log_path) if state == "running" else None,
+                     "pruned": state == "done" and step.kind == "branch" and not step.output_dir.exists()})
     return rows
+
+
+def _last_progress(log_path: Path) -> tuple[int, int] | None:
+    """The last `done/total [` progress bar count in a log, if any."""
+    try:
+        with log_path.open("rb") as log:
+            log.seek(max(0, log_path.stat().st_size - 4096))
+            found = PROGRESS.findall(log.read())
+    except FileNotFoundError:
+        return None
+    return (int(found[-1][0]), int(found[-1][1])) if found else None

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from mot_plugin.atomic import write_json
 from mot_plugin.recipe import Teacher
 
 RESULT_FILE = "mot_result.json"
@@ -60,12 +61,25 @@ class EvalSpec:
 
 
 @dataclass(frozen=True)
+class PrepareSpec:
+    """Tokenizing one teacher's data before branches run in parallel (Axolotl `preprocess`)."""
+
+    step_id: str
+    """`prepare/<teacher>`."""
+    round: int
+    """The round of the first branch that reads this data (0: a baseline)."""
+    teacher: Teacher
+    output_dir: Path
+    """The teacher's prepared-data directory, named after its files' content hash."""
+
+
+@dataclass(frozen=True)
 class Step:
     """A unit of work with the exact config file it needs and where its results go."""
 
     id: str
-    kind: Literal["branch", "merge", "eval"]
-    spec: BranchSpec | MergeSpec | EvalSpec
+    kind: Literal["prepare", "branch", "merge", "eval"]
+    spec: PrepareSpec | BranchSpec | MergeSpec | EvalSpec
     config: dict[str, Any]
     config_path: Path
     log_path: Path
@@ -74,6 +88,7 @@ class Step:
     fingerprint: str
     """Hash of the config and of the steps it depends on: a changed value means run again."""
     deps: tuple[str, ...] = ()
+    """Steps that must finish before this one starts."""
     ends_round: bool = False
     """The last step of a MoT round: `mot_round_end` is called after it."""
 
@@ -88,3 +103,12 @@ class Step:
     @property
     def failed_path(self) -> Path:
         return self.marker_path.with_name(self.marker_path.name.replace("done", "failed"))
+
+    @property
+    def where_path(self) -> Path:
+        """Where the step runs (host, devices, job id), as its launcher recorded it."""
+        return self.marker_path.with_name(self.marker_path.name.replace("done", "where"))
+
+    def record_where(self, **where: Any) -> None:
+        """For launchers: record where the step runs, for `mot status`."""
+        write_json(self.where_path, where)

@@ -6,19 +6,35 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import time
 
 from mot_plugin.hookspecs import hookimpl
 from mot_plugin.process import StepFailed
 
 CALLS = "fake_calls.txt"
+SPANS = "fake_spans.txt"
+"""Each branch's start and end time, to see how many ran at once."""
+
+
+@hookimpl
+def mot_prepare_data(recipe, step):
+    with (recipe.run_dir / CALLS).open("a") as calls:
+        calls.write(step.id + "\n")
+    step.output_dir.mkdir(parents=True)
+    (step.output_dir / "tokenized").write_text(step.config_path.read_text())
+    return {"prepared": str(step.output_dir)}
 
 
 @hookimpl
 def mot_run_branch(recipe, step):
     from safetensors.torch import load_file, save_file
 
+    started = time.time()
     with (recipe.run_dir / CALLS).open("a") as calls:
         calls.write(step.id + "\n")
+    if recipe.mot.launch.parallel > 1:
+        assert (step.spec.prepared_dir / "tokenized").is_file(), "a branch started before its data was prepared"
+        time.sleep(0.5)
     if step.config.get("learning_rate") == 0.0:
         step.log_path.write_text("learning_rate 0 is a failure in this fake\n")
         raise StepFailed(f"{step.id} failed (exit code 1); see {step.log_path}")
@@ -27,6 +43,8 @@ def mot_run_branch(recipe, step):
     weights = load_file(step.output_dir / "model.safetensors")
     save_file({k: v + shift for k, v in weights.items()}, step.output_dir / "model.safetensors",
               metadata={"format": "pt"})
+    with (recipe.run_dir / SPANS).open("a") as spans:
+        spans.write(f"{step.id} {started} {time.time()}\n")
     return {"steps": step.spec.max_steps, "final_train_loss": shift, "tokens_trained": 0}
 
 

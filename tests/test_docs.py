@@ -10,7 +10,7 @@ import yaml
 
 from mot_plugin.planner import plan_run
 from mot_plugin.plugins import plugin_manager
-from mot_plugin.recipe import Eval, Merge, MotConfig, Teacher, load_recipe, parse_recipe
+from mot_plugin.recipe import Eval, Launch, Merge, MotConfig, Ray, Slurm, Teacher, load_recipe, parse_recipe
 
 ROOT = Path(__file__).parents[1]
 
@@ -33,7 +33,7 @@ def test_recipe_examples_are_valid(doc):
         assert len(recipe.mot.teachers) >= 2
 
 
-@pytest.mark.parametrize("model", [MotConfig, Teacher, Merge, Eval])
+@pytest.mark.parametrize("model", [MotConfig, Teacher, Merge, Eval, Launch, Ray, Slurm])
 def test_every_field_is_documented(model):
     text = (ROOT / "docs/recipe.md").read_text()
     for name in model.model_fields:

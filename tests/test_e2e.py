@@ -41,9 +41,9 @@ def assert_same_weights(a: Path, b: Path) -> None:
 
 @pytest.fixture(scope="module")
 def reference(toy, tmp_path_factory) -> Path:
-    """An uninterrupted run: 2 teachers x 2 rounds x 3 steps."""
+    """An uninterrupted run: 2 teachers x 2 rounds x 3 steps, branch weights kept for the checks."""
     tmp = tmp_path_factory.mktemp("reference")
-    recipe = write_recipe(tmp / "recipe.yaml", recipe_data(toy, tmp / "run"))
+    recipe = write_recipe(tmp / "recipe.yaml", recipe_data(toy, tmp / "run", keep_branches=True))
     result = mot("run", str(recipe), cwd=tmp)
     assert result.returncode == 0, result.stdout + result.stderr
     return tmp / "run"

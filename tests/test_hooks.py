@@ -23,7 +23,7 @@ HOOKS = [name for name, _ in inspect.getmembers(hookspecs, inspect.isfunction) i
 
 
 def test_third_party_plugin_changes_config_and_replaces_merge(toy, tmp_path):
-    data = recipe_data(toy, tmp_path / "run", plugins=["example_plugin", "fake_launcher"])
+    data = recipe_data(toy, tmp_path / "run", plugins=["example_plugin", "fake_launcher"], keep_branches=True)
     result = CliRunner().invoke(main, ["run", str(write_recipe(tmp_path / "r.yaml", data))])
     assert result.exit_code == 0, result.output
 

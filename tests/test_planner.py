@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -51,9 +52,10 @@ def test_branch_config_pins_tokenizer_and_saves_only_weights(toy, tmp_path):
     assert {s.config["tokenizer_config"] for s in branches} == {str(toy["student"])}
     assert {s.config["save_strategy"] for s in branches} == {"no"}
     assert [s.config["base_model"] for s in branches if s.round == 3] == [str(tmp_path / "run/round-02/merged")] * 2
-    # one prepared-data directory per teacher, the same in every round
-    assert {s.config["dataset_prepared_path"] for s in branches} == {
-        str(tmp_path / "run/prepared/column"), str(tmp_path / "run/prepared/split")}
+    # one prepared-data directory per teacher, the same in every round, named after the data's content
+    prepared = sorted({s.config["dataset_prepared_path"] for s in branches})
+    assert [Path(p).parent for p in prepared] == [tmp_path / "run/prepared"] * 2
+    assert [re.fullmatch(r"(\w+)-[0-9a-f]{12}", Path(p).name).group(1) for p in prepared] == ["column", "split"]
     assert [s.config["seed"] for s in branches] == [42, 42, 43, 43, 44, 44]
     assert plan.branch_steps == 3 * 2 * 3
 

@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import shutil
+from pathlib import Path
 
+import pytest
+import yaml
 from click.testing import CliRunner
 
 from conftest import recipe_data, write_recipe
-from fake_launcher import CALLS
+from fake_launcher import CALLS, SPANS
+from mot_plugin import runner
 from mot_plugin.cli import main
+from mot_plugin.planner import human_bytes
 from mot_plugin.runner import run_lock
 
 
 def _run(tmp_path, data, command="run"):
     recipe = write_recipe(tmp_path / "r.yaml", data)
-    target = str(recipe) if command == "run" else str(tmp_path / "run")
+    target = str(recipe) if command in ("run", "plan") else str(tmp_path / "run")
     return CliRunner().invoke(main, [command, target])
 
 
@@ -38,12 +45,79 @@ def test_rerun_skips_finished_steps(toy, tmp_path):
     assert (tmp_path / "run/round-01/branch-column/done.json").read_text() == done
 
 
-def test_changed_config_reruns_that_step_and_what_follows(toy, tmp_path):
-    assert _run(tmp_path, _fast(toy, tmp_path)).exit_code == 0
-    data = _fast(toy, tmp_path)
+@pytest.mark.parametrize("keep_branches", [True, False])
+def test_changed_config_reruns_that_step_and_what_follows(toy, tmp_path, keep_branches):
+    assert _run(tmp_path, _fast(toy, tmp_path, keep_branches=keep_branches)).exit_code == 0
+    data = _fast(toy, tmp_path, keep_branches=keep_branches)
     data["mot"]["teachers"][1]["overrides"] = {"learning_rate": 1.0e-3}
     assert _run(tmp_path, data).exit_code == 0
-    assert _calls(tmp_path)[4:] == ["round-01/branch-split", "round-02/branch-column", "round-02/branch-split"]
+    # the unchanged sibling trains again only if its weights were deleted after the first merge
+    again = [] if keep_branches else ["round-01/branch-column"]
+    assert _calls(tmp_path)[4:] == [*again, "round-01/branch-split", "round-02/branch-column", "round-02/branch-split"]
+
+
+def _prepared_dir(tmp_path, branch: str) -> str:
+    return yaml.safe_load((tmp_path / f"run/{branch}/axolotl.yaml").read_text())["dataset_prepared_path"]
+
+
+def test_changed_training_file_reruns_its_branches(toy, tmp_path):
+    corpus = tmp_path / "split.jsonl"
+    shutil.copy(toy["teacher:split"], corpus)
+    data = _fast(toy, tmp_path)
+    data["mot"]["teachers"][1]["datasets"][0]["path"] = str(corpus)
+    assert _run(tmp_path, data).exit_code == 0
+    recorded = json.loads((tmp_path / "run/data.json").read_text())[str(corpus)]["sha256"]
+    before = {b: _prepared_dir(tmp_path, f"round-01/branch-{b}") for b in ("column", "split")}
+    with corpus.open("a") as handle:  # same path, one more row
+        handle.write(corpus.read_text().splitlines()[0] + "\n")
+    assert _run(tmp_path, data).exit_code == 0
+    # split's branches train again (column's round-1 branch too: its weights went after the merge)
+    assert _calls(tmp_path)[4:] == ["round-01/branch-column", "round-01/branch-split",
+                                    "round-02/branch-column", "round-02/branch-split"]
+    assert json.loads((tmp_path / "run/data.json").read_text())[str(corpus)]["sha256"] != recorded
+    assert _prepared_dir(tmp_path, "round-01/branch-column") == before["column"]
+    assert _prepared_dir(tmp_path, "round-01/branch-split") != before["split"], "stale tokenized data reused"
+
+
+def test_branch_weights_are_deleted_after_their_merge(toy, tmp_path):
+    data = _fast(toy, tmp_path, baselines=["single"])
+    assert _run(tmp_path, data).exit_code == 0
+    run = tmp_path / "run"
+    assert not list(run.glob("round-*/branch-*/model")), "MoT branch weights outlived their merge"
+    assert (run / "round-02/merged/model.safetensors").is_file()
+    assert (run / "baselines/single-column/model/model.safetensors").is_file(), "baselines are results: kept"
+    status = _run(tmp_path, data, "status").output
+    assert status.count("weights deleted after merge") == 4
+
+
+def test_plan_prints_the_peak_disk(toy, tmp_path):
+    size = sum(f.stat().st_size for f in toy["student"].glob("*.safetensors"))
+    for keep, checkpoints in ((False, 4), (True, 6)):
+        output = _run(tmp_path, _fast(toy, tmp_path, keep_branches=keep), "plan").output
+        assert f"disk: at most {human_bytes(checkpoints * size)} of weights at once" in output
+
+
+def test_a_round_that_would_not_fit_stops_before_training(toy, tmp_path, monkeypatch):
+    monkeypatch.setattr(runner.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9 - 1000, 1000))
+    result = _run(tmp_path, _fast(toy, tmp_path))
+    assert result.exit_code == 1
+    (line,) = [ln for ln in result.output.splitlines() if ln.startswith("mot: error:")]
+    assert "round 1 needs about" in line and "1000.0 B free" in line
+    assert _calls(tmp_path) == []
+
+
+def test_parallel_branches_run_at_once_after_their_data_is_prepared(toy, tmp_path):
+    data = _fast(toy, tmp_path, teachers=("column", "split", "countup"), rounds=1,
+                 launch={"parallel": 2})
+    result = _run(tmp_path, data)
+    assert result.exit_code == 0, result.output
+    calls = _calls(tmp_path)
+    assert [c for c in calls if c.startswith("prepare/")] == ["prepare/column", "prepare/split", "prepare/countup"]
+    spans = [line.split() for line in (tmp_path / "run" / SPANS).read_text().splitlines()]
+    events = sorted([(float(start), 1) for _, start, _ in spans] + [(float(end), -1) for _, _, end in spans])
+    at_once = max(itertools.accumulate(change for _, change in events))
+    assert at_once == 2, f"{at_once} branches ran at once with launch.parallel 2"
+    assert (tmp_path / "run/round-01/merge.done.json").is_file()
 
 
 def test_more_rounds_extend_a_finished_run(toy, tmp_path):

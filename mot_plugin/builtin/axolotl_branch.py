@@ -1,11 +1,17 @@
-"""Built-in branch plugin: the Axolotl config of a branch, and `axolotl train` as a subprocess."""
+"""Built-in branch plugin: the Axolotl config of a branch, and the local launcher (`axolotl train`
+as a subprocess, several at once on their own devices when the recipe asks)."""
 
 from __future__ import annotations
 
 import copy
 import json
+import os
+import queue
+import socket
 import sys
-from typing import Any
+import threading
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 from mot_plugin.hookspecs import hookimpl
 from mot_plugin.process import StepFailed, run_logged
@@ -37,12 +43,70 @@ def mot_branch_config(recipe: Recipe, branch: BranchSpec) -> dict[str, Any]:
     return config
 
 
-@hookimpl(trylast=True)
-def mot_run_branch(recipe: Recipe, step: Step) -> dict[str, Any]:
-    """`python -m axolotl.cli.train axolotl.yaml` (one process, no accelerate exec)."""
-    cmd = [sys.executable, "-m", "axolotl.cli.train", str(step.config_path)]
-    run_logged(step.id, cmd, step.log_path, env=BRANCH_ENV)
+def branch_command(recipe: Recipe, step: Step, port: int) -> list[str]:
+    """`python -m axolotl.cli.train CONFIG`, under `accelerate launch` when a branch has several
+    processes (the recipe's DeepSpeed/FSDP keys are in the config and pass through unchanged)."""
+    train = ["-m", "axolotl.cli.train", str(step.config_path)]
+    processes = recipe.mot.launch.processes
+    if processes == 1:
+        return [sys.executable, *train]
+    return [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(processes),
+            "--main_process_port", str(port), *train]
+
+
+def branch_result(step: Step) -> dict[str, Any]:
+    """What the in-branch plugin wrote when training finished."""
     result_file = step.output_dir / RESULT_FILE
     if not result_file.is_file():
         raise StepFailed(f"{step.id} wrote no {RESULT_FILE} (was {IN_BRANCH_PLUGIN} loaded?); see {step.log_path}")
     return json.loads(result_file.read_text())
+
+
+_slots: dict[int, queue.Queue[int]] = {}
+_slots_lock = threading.Lock()
+
+
+@contextmanager
+def _slot(parallel: int) -> Iterator[int]:
+    """One of `parallel` slots (a device group and a port) for the time a branch runs."""
+    with _slots_lock:
+        if parallel not in _slots:
+            _slots[parallel] = queue.Queue()
+            for number in range(parallel):
+                _slots[parallel].put(number)
+        free = _slots[parallel]
+    number = free.get()
+    try:
+        yield number
+    finally:
+        free.put(number)
+
+
+@hookimpl(trylast=True)
+def mot_run_branch(recipe: Recipe, step: Step) -> dict[str, Any] | None:
+    """The local launcher: the branch runs on this machine, in a slot of its own."""
+    launch = recipe.mot.launch
+    if launch.launcher != "local":
+        return None
+    with _slot(launch.parallel) as slot:
+        env = dict(BRANCH_ENV)
+        devices = launch.devices[slot] if launch.devices else None
+        if devices is not None:
+            env["CUDA_VISIBLE_DEVICES"] = devices
+        elif launch.parallel > 1 and "OMP_NUM_THREADS" not in os.environ:
+            env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // launch.parallel))
+        port = launch.port + slot
+        step.record_where(launcher="local", host=socket.gethostname(), slot=slot, devices=devices,
+                          port=port if launch.processes > 1 else None)
+        run_logged(step.id, branch_command(recipe, step, port), step.log_path, env=env)
+    return branch_result(step)
+
+
+@hookimpl(trylast=True)
+def mot_prepare_data(recipe: Recipe, step: Step) -> dict[str, Any]:
+    """`python -m axolotl.cli.preprocess CONFIG` on this machine: the teacher's data, tokenized once."""
+    run_logged(step.id, [sys.executable, "-m", "axolotl.cli.preprocess", str(step.config_path)], step.log_path,
+               env=BRANCH_ENV)
+    if not step.output_dir.is_dir() or not any(step.output_dir.iterdir()):
+        raise StepFailed(f"{step.id} left no prepared data in {step.output_dir}; see {step.log_path}")
+    return {"prepared": str(step.output_dir)}

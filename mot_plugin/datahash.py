@@ -1,0 +1,61 @@
+"""Content hashes of training files: a run's identity includes what its data says, not only where it is.
+
+Axolotl keys its tokenization cache on dataset paths, so each teacher's prepared-data directory is
+named after the hash of its files' contents: a changed file gets a fresh directory (tokenized anew),
+and the changed config re-runs the branches that read it and every step after them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+HASHES_FILE = "data.json"
+"""In the run directory: every local training file's size, mtime and sha256."""
+
+
+def _files(path: Path) -> list[Path]:
+    if path.is_dir():
+        return sorted(p for p in path.rglob("*") if p.is_file())
+    return [path] if path.is_file() else []
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class DataHashes:
+    """sha256 of local dataset files, reusing a recorded hash while a file's size and mtime are unchanged."""
+
+    def __init__(self, run_dir: Path):
+        self.path = run_dir / HASHES_FILE
+        try:
+            self.recorded: dict[str, dict[str, Any]] = json.loads(self.path.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            self.recorded = {}
+        self.used: dict[str, dict[str, Any]] = {}
+
+    def file(self, path: Path) -> str:
+        stat = path.stat()
+        entry = self.recorded.get(str(path))
+        if not entry or entry["size"] != stat.st_size or entry["mtime_ns"] != stat.st_mtime_ns:
+            entry = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": _sha256(path)}
+        self.used[str(path)] = entry
+        return entry["sha256"]
+
+    def datasets(self, datasets: list[dict[str, Any]]) -> str:
+        """One short hash over the contents of every local file the dataset entries name."""
+        digest = hashlib.sha256()
+        for entry in datasets:
+            path = entry.get("path")
+            if isinstance(path, str) and Path(path).is_absolute():
+                root = Path(path)
+                for file in _files(root):
+                    digest.update(f"{file.relative_to(root) if root.is_dir() else ''}\0{self.file(file)}\0".encode())
+        return digest.hexdigest()[:12]
