@@ -13,16 +13,24 @@ from mot_plugin.process import StepFailed
 
 CALLS = "fake_calls.txt"
 SPANS = "fake_spans.txt"
-"""Each branch's start and end time, to see how many ran at once."""
+"""Each prepare and branch step's start and end time, to see how many ran at once."""
 
 
 @hookimpl
 def mot_prepare_data(recipe, step):
+    started = time.time()
     with (recipe.run_dir / CALLS).open("a") as calls:
         calls.write(step.id + "\n")
+    time.sleep(0.5)
     step.output_dir.mkdir(parents=True)
     (step.output_dir / "tokenized").write_text(step.config_path.read_text())
+    _span(recipe, step, started)
     return {"prepared": str(step.output_dir)}
+
+
+def _span(recipe, step, started):
+    with (recipe.run_dir / SPANS).open("a") as spans:
+        spans.write(f"{step.id} {started} {time.time()}\n")
 
 
 @hookimpl
@@ -43,8 +51,7 @@ def mot_run_branch(recipe, step):
     weights = load_file(step.output_dir / "model.safetensors")
     save_file({k: v + shift for k, v in weights.items()}, step.output_dir / "model.safetensors",
               metadata={"format": "pt"})
-    with (recipe.run_dir / SPANS).open("a") as spans:
-        spans.write(f"{step.id} {started} {time.time()}\n")
+    _span(recipe, step, started)
     return {"steps": step.spec.max_steps, "final_train_loss": shift, "tokens_trained": 0}
 
 

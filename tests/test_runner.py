@@ -116,7 +116,7 @@ def test_parallel_branches_run_at_once_after_their_data_is_prepared(toy, tmp_pat
     spans = [line.split() for line in (tmp_path / "run" / SPANS).read_text().splitlines()]
     events = sorted([(float(start), 1) for _, start, _ in spans] + [(float(end), -1) for _, _, end in spans])
     at_once = max(itertools.accumulate(change for _, change in events))
-    assert at_once == 2, f"{at_once} branches ran at once with launch.parallel 2"
+    assert at_once == 2, f"{at_once} steps ran at once with launch.parallel 2"
     assert (tmp_path / "run/round-01/merge.done.json").is_file()
 
 
