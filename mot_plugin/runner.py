@@ -97,8 +97,9 @@ def is_running(run_dir: Path) -> bool:
 
 
 def _clear(step: Step) -> None:
-    """Remove what an unfinished or outdated attempt of `step` left behind."""
-    for path in (step.marker_path, step.failed_path, step.where_path):
+    """Remove what an unfinished or outdated attempt of `step` left behind (its `where` record
+    stays until the launcher writes a new one: a launcher may need it to stop an orphaned job)."""
+    for path in (step.marker_path, step.failed_path):
         path.unlink(missing_ok=True)
     shutil.rmtree(step.output_dir, ignore_errors=True)
 
