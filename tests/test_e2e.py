@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 
 from conftest import recipe_data, write_recipe
@@ -208,3 +209,27 @@ def test_axolotl_mot_reaches_the_same_commands(reference):
                             timeout=300, env={**os.environ, "AXOLOTL_DO_NOT_TRACK": "1"})
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.count(" done ") >= 6
+
+
+def test_local_parallel_branches(toy, tmp_path):
+    """Two real branches at once on CPU, each teacher's data tokenized first into its own directory."""
+    data = recipe_data(toy, tmp_path / "run", rounds=1, launch={"parallel": 2})
+    result = mot("run", str(write_recipe(tmp_path / "recipe.yaml", data)), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+
+    def at(text: str) -> int:
+        return next(i for i, line in enumerate(lines) if text in line)
+
+    both_running = max(at("round-01/branch-column: running"), at("round-01/branch-split: running"))
+    assert both_running < min(at("round-01/branch-column: done"), at("round-01/branch-split: done"))
+    run = tmp_path / "run"
+    for teacher in ("column", "split"):
+        prepared = yaml.safe_load((run / f"round-01/branch-{teacher}/axolotl.yaml").read_text())[
+            "dataset_prepared_path"]
+        assert TOKENIZED in Path(f"{prepared}.log").read_text(), "the prepare step tokenized the data"
+        log = (run / f"round-01/branch-{teacher}/train.log").read_text()
+        assert CACHE_HIT in log and TOKENIZED not in log, "a branch tokenized again"
+        where = json.loads((run / f"round-01/branch-{teacher}/where.json").read_text())
+        assert where["launcher"] == "local" and where["slot"] in (0, 1)
+    assert (run / "round-01/merged/model.safetensors").is_file()
