@@ -28,30 +28,32 @@ def _length_summary(lengths: list[int]) -> dict | None:
             "max": lengths[-1]}
 
 
+def _token_counts(tokenizer, texts: list[str]) -> list[int]:
+    return [len(ids) for ids in tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]]
+
+
 def _teacher_stats(path: Path, tokenizer) -> tuple[dict, dict[str, str | None]]:
     """One teacher's numbers, and its first extracted answer per prompt key."""
     lengths: list[int] = []
     batch: list[str] = []
-    verdicts: list[str] = []
+    graded = correct = 0
     answers: dict[str, str | None] = {}
     for _, row in read_chat_rows(path):
         response = response_text(row)
         batch.append(response)
         if len(batch) == _BATCH:
-            lengths += [len(ids) for ids in tokenizer(batch, add_special_tokens=False)["input_ids"]]
+            lengths += _token_counts(tokenizer, batch)
             batch = []
         answers.setdefault(prompt_key(row), extract_answer(response))
-        if "answer" in row:
-            verdicts.append(correctness(row))
-    if batch:
-        lengths += [len(ids) for ids in tokenizer(batch, add_special_tokens=False)["input_ids"]]
-    graded = sum(v in ("kept", "wrong", "unparsable") for v in verdicts)
-    correct = verdicts.count("kept")
+        verdict = correctness(row)
+        graded += verdict in ("kept", "wrong", "unparsable")  # rows with a parsable gold answer
+        correct += verdict == "kept"
+    lengths += _token_counts(tokenizer, batch) if batch else []
     return {
         "rows": len(lengths),
         "prompts": len(answers),
         "response_tokens": _length_summary(lengths),
-        "graded": graded,  # rows with a parsable gold answer
+        "graded": graded,
         "correct": correct,
         "accuracy": correct / graded if graded else None,
     }, answers
