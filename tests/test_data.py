@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import shlex
 import sys
 import tracemalloc
 from pathlib import Path
@@ -16,6 +19,8 @@ from mot_plugin.data.convert import chat_rows
 from mot_plugin.data.formats import Fields
 from mot_plugin.data.rows import DataError, response_text
 from mot_plugin.evaluate import answers_match, extract_answer, load_eval_file
+
+ROOT = Path(__file__).parents[1]
 
 
 def mot(*args: str, code: int = 0):
@@ -42,13 +47,46 @@ def chat(prompt: str, response: str, **meta) -> dict:
 
 
 @pytest.fixture(scope="module")
-def champ(tmp_path_factory) -> Path:
-    """CHAMP exported and split into per-teacher files."""
-    out = tmp_path_factory.mktemp("champ")
-    printed = mot("data", "champ", out).output
-    assert "232 in all.jsonl, 38 held out in eval.jsonl; 80 gold answers are not verifiable" in printed
-    mot("data", "split", out / "all.jsonl", out / "teachers")
+def word_tokenizer(tmp_path_factory) -> Path:
+    """A tokenizer with one token per whitespace-separated word, so lengths are word counts."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.WordLevel({"[UNK]": 0}, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    out = tmp_path_factory.mktemp("tokenizer")
+    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]").save_pretrained(out)
     return out
+
+
+def _block(doc: str, lang: str) -> list[str]:
+    return re.findall(rf"```{lang}\n(.*?)```", doc, flags=re.S)[0].splitlines()
+
+
+@pytest.fixture(scope="module")
+def champ(tmp_path_factory, word_tokenizer) -> Path:
+    """The worked example of docs/data.md, run as written (the student's tokenizer is a word tokenizer):
+    CHAMP exported, split, the GPT-4 pair filtered and aligned, statistics."""
+    doc = (ROOT / "docs" / "data.md").read_text()
+    work = tmp_path_factory.mktemp("docs")
+    (work / "toy").mkdir()
+    (work / "toy" / "student").symlink_to(word_tokenizer)
+    cwd = os.getcwd()
+    os.chdir(work)
+    try:
+        printed = "".join(mot(*shlex.split(line)[1:]).output for line in _block(doc, "bash"))
+    finally:
+        os.chdir(cwd)
+    for line in _block(doc, "text"):  # what the doc says it prints (token lengths depend on the tokenizer)
+        if line.strip() == "..." or line.startswith("teacher "):
+            continue
+        if re.match(r"\w+ +\d+ +\d+ ", line):
+            fields = line.split()
+            assert re.search(rf"^{fields[0]} +{fields[1]} +{fields[2]} +\S+ +{re.escape(' '.join(fields[4:]))}$",
+                             printed, flags=re.M), line
+        else:
+            assert line in printed
+    return work / "champ"
 
 
 def test_champ_export_holds_out_problems(champ):
@@ -82,20 +120,21 @@ def test_champ_filter_keeps_only_verified_answers(champ):
         assert counts["rows"] == sum(counts[k] for k in ("kept", "wrong", "unparsable", "gold_unparsable"))
         for row in rows:
             assert answers_match(extract_answer(response_text(row)), row["answer"])
+    ids = [{r["id"] for r in read_jsonl(out / f"{t}.jsonl")} for t in report]
+    assert not set.intersection(*ids)  # so `--aligned` over all four teachers keeps nothing
 
 
 def test_champ_aligned_corpus(champ):
-    out = champ / "aligned"
-    teachers = champ / "teachers"
-    mot("data", "filter", teachers / "gpt4.jsonl", teachers / "gpt4t.jsonl", "--out", out, "--aligned",
-        "--eval", champ / "eval.jsonl", "--contamination", "exclude")
-    report = json.loads((out / "filter_report.json").read_text())
+    report = json.loads((champ / "aligned" / "filter_report.json").read_text())
     assert report["aligned_prompts"] == 31  # 32 prompts both got right, one of which overlaps eval
-    gpt4, gpt4t = read_jsonl(out / "gpt4.jsonl"), read_jsonl(out / "gpt4t.jsonl")
+    gpt4, gpt4t = read_jsonl(champ / "aligned" / "gpt4.jsonl"), read_jsonl(champ / "aligned" / "gpt4t.jsonl")
     assert [r["id"] for r in gpt4] == [r["id"] for r in gpt4t] and len(gpt4) == 31
-    for teacher, counts in report["teachers"].items():
+    for counts in report["teachers"].values():
         assert report["aligned_prompts"] <= counts["kept"]
-        assert counts["contaminated"] > 0
+        assert counts["contaminated"] == counts["eval_overlap"] == 4
+        assert counts["written"] + counts["not_aligned"] == counts["kept"]
+    for row in gpt4 + gpt4t:
+        assert answers_match(extract_answer(response_text(row)), row["answer"])
 
 
 def test_champ_gold_answers():
@@ -230,15 +269,15 @@ def test_converter_memory_does_not_grow_with_the_file(tmp_path):
     src = tmp_path / "big.jsonl"
     row = json.dumps({"teacher": "t", "prompt": "What is 12 + 30? " * 4, "response": "12 + 30 = 42. " * 10})
     with src.open("w") as out:
-        for _ in range(20_000):
+        for _ in range(10_000):
             out.write(row + "\n")
     size = src.stat().st_size
     tracemalloc.start()
     mot("data", "split", src, tmp_path / "out")
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    assert size > 4_000_000 and peak < size / 4, (size, peak)
-    assert (tmp_path / "out" / "t.jsonl").read_text().count("\n") == 20_000
+    assert size > 2_000_000 and peak < size / 4, (size, peak)
+    assert (tmp_path / "out" / "t.jsonl").read_text().count("\n") == 10_000
 
 
 # ---------------------------------------------------------------- filter
@@ -297,19 +336,6 @@ def test_filter_rejects_non_chat_rows(tmp_path):
 
 
 # ---------------------------------------------------------------- stats
-
-
-@pytest.fixture(scope="module")
-def word_tokenizer(tmp_path_factory) -> Path:
-    """A tokenizer with one token per whitespace-separated word, so lengths are word counts."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.WordLevel({"[UNK]": 0}, unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    out = tmp_path_factory.mktemp("tokenizer")
-    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]").save_pretrained(out)
-    return out
 
 
 def test_stats_on_a_handmade_corpus(tmp_path, word_tokenizer):

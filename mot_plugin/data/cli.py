@@ -124,7 +124,7 @@ def filter_(inputs, out_dir, check_answers, aligned, dedup_prompts, eval_file, c
         click.echo(f"{teacher}: {c['rows']} rows -> {c['written']} written; kept {c['kept']}, wrong {c['wrong']}, "
                    f"unparsable {c['unparsable']}, gold unparsable {c['gold_unparsable']}, "
                    f"gold missing {c['gold_missing']}, duplicates {c['duplicate'] + c['duplicate_prompt']}, "
-                   f"eval overlap {c['eval_overlap']}, not aligned {c['not_aligned']}")
+                   f"eval overlap {c['eval_overlap']} ({c['contaminated']} excluded), not aligned {c['not_aligned']}")
     if report["aligned_prompts"] is not None:
         click.echo(f"aligned prompts (kept by every teacher): {report['aligned_prompts']}")
     overlap = sum(c["eval_overlap"] for c in report["teachers"].values())
