@@ -131,6 +131,12 @@ def _parsable(answer: str) -> bool:
     return not _WORD_RE.search(answer) and bool(_mv_parse(answer))
 
 
+def gold_answer(answer) -> str | None:
+    """A gold answer (string or number) normalised as `load_eval_file` does, or None if it does not parse."""
+    gold = _gold(answer)
+    return gold if gold and _parsable(gold) else None
+
+
 def answers_match(predicted: str, gold: str) -> bool:
     """Whether a predicted answer equals the gold one: exact numeric equality, else math-verify."""
     if predicted is None or gold is None:
