@@ -98,10 +98,12 @@ def test_refusal_fails_that_request_only(server, prompts, tmp_path):
     marked = rows(prompts)[2]["prompt"]
     server.reset(refuse=marked)
     out = tmp_path / "out"
+    out.mkdir()
+    (out / "t.jsonl").write_text("a final file of an earlier run\n")
     result = gen(prompts, out, f"t={server.url}", f"u={server.url},model=mu")
     assert result.exit_code == 1
     assert "t: 5/6 samples (5 generated, 0 from cache, 1 failed)" in result.output
-    errors = [line for line in result.stderr.splitlines()]
+    errors = result.stderr.splitlines()
     assert len(errors) == 2 and all(e.startswith("mot: error: teacher ") for e in errors)
     assert f"teacher t ({server.url}/v1/chat/completions): 1 requests failed; first: prompt 'p2' sample 0: " \
            "HTTP 400" in errors[0]

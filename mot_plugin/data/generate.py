@@ -50,13 +50,15 @@ class Teacher:
 
 @dataclass(frozen=True)
 class Settings:
-    samples: int = 1
-    concurrency: int = 8
-    max_tokens: int = 16384
-    temperature: float = 0.7
-    retries: int = 5
-    timeout: float = 900.0
-    backoff: float = 1.0
+    """The sampling and request options of `mot data generate` (see its --help)."""
+
+    samples: int
+    concurrency: int
+    max_tokens: int
+    temperature: float
+    retries: int
+    timeout: float
+    backoff: float
 
 
 class RequestFailed(Exception):
@@ -86,7 +88,7 @@ def parse_teacher(spec: str) -> Teacher:
 
 
 def load_prompts(path: Path) -> list[dict]:
-    """Rows of {"key": str, "id", "prompt", "answer"?}; `id` defaults to the line number."""
+    """Rows of {"id": str, "prompt", "answer"?}; `id` defaults to the line number."""
     if not path.is_file():
         raise GenerateError(f"{path}: prompts file not found")
     rows, seen = [], {}
@@ -100,7 +102,7 @@ def load_prompts(path: Path) -> list[dict]:
         if str(pid) in seen:
             raise GenerateError(f"{path}:{line}: duplicate id {pid!r} (first on line {seen[str(pid)]})")
         seen[str(pid)] = line
-        rows.append({"key": str(pid), "id": pid, "prompt": prompt,
+        rows.append({"id": str(pid), "prompt": prompt,
                      **({"answer": row["answer"]} if "answer" in row else {})})
     if not rows:
         raise GenerateError(f"{path}: no prompts")
@@ -163,10 +165,9 @@ async def _complete(client, teacher: Teacher, headers: dict, prompt: str, settin
             if response.status_code != 429 and response.status_code < 500:
                 raise RequestFailed(error, False)
             wait = _retry_after(response)
-        if attempt == settings.retries:
-            raise RequestFailed(f"{error} (after {settings.retries} retries)", True)
-        await asyncio.sleep(min(max(wait, settings.backoff * 2 ** attempt), 60) * random.uniform(1, 1.25))
-    raise AssertionError
+        if attempt < settings.retries:
+            await asyncio.sleep(min(max(wait, settings.backoff * 2 ** attempt), 60) * random.uniform(1, 1.25))
+    raise RequestFailed(f"{error} (after {settings.retries} retries)", True)
 
 
 async def _generate_teacher(client, teacher: Teacher, prompts: list[dict], cache_path: Path,
@@ -176,7 +177,7 @@ async def _generate_teacher(client, teacher: Teacher, prompts: list[dict], cache
     headers = teacher.headers()
     cache = load_cache(cache_path)
     todo = [(p, k) for p in prompts for k in range(settings.samples)
-            if cache.get((p["key"], k), {}).get("prompt") != p["prompt"]]
+            if cache.get((p["id"], k), {}).get("prompt") != p["prompt"]]
     stats = {"cached": len(prompts) * settings.samples - len(todo), "done": 0, "failed": 0, "error": None}
     semaphore, down = asyncio.Semaphore(settings.concurrency), asyncio.Event()
 
@@ -193,7 +194,7 @@ async def _generate_teacher(client, teacher: Teacher, prompts: list[dict], cache
                 if err.retried:
                     down.set()
                 return
-        out.write(json.dumps({"id": prompt["key"], "sample": k, "prompt": prompt["prompt"], **got}) + "\n")
+        out.write(json.dumps({"id": prompt["id"], "sample": k, "prompt": prompt["prompt"], **got}) + "\n")
         out.flush()
         stats["done"] += 1
 
@@ -209,7 +210,7 @@ def _write_output(path: Path, prompts: list[dict], cache: dict, samples: int) ->
     with tmp.open("w", encoding="utf-8") as f:
         for p in prompts:
             for k in range(samples):
-                got = cache[(p["key"], k)]
+                got = cache[(p["id"], k)]
                 messages = [{"role": "user", "content": p["prompt"]},
                             {"role": "assistant", "content": got["completion"]}]
                 row = {"id": p["id"], "messages": messages, **({"answer": p["answer"]} if "answer" in p else {}),
@@ -236,6 +237,7 @@ def generate(prompts_path: Path, teachers: list[Teacher], out_dir: Path, setting
         raise GenerateError("give each --teacher once, with a distinct NAME")
     for t in teachers:
         t.headers()
+    for t in teachers:  # from here on, a final file exists only once all its samples are in
         (out_dir / f"{t.name}.jsonl").unlink(missing_ok=True)
     results = asyncio.run(_generate_all(teachers, prompts, out_dir, settings))
     errors = []
@@ -271,7 +273,7 @@ def _fail(message: str, code: int) -> None:
 @click.option("--retries", default=5, show_default=True, type=click.IntRange(min=0),
               help="Retries of a request on connection errors, timeouts, 429 and 5xx.")
 @click.option("--timeout", default=900.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
-              help="Seconds per request.")
+              help="Seconds to wait for a response (or to connect).")
 @click.option("--backoff", default=1.0, show_default=True, type=click.FloatRange(min=0),
               help="Seconds before the first retry; doubled at each retry.")
 def generate_command(prompts: str, teachers: tuple[str, ...], out: str, **options) -> None:
