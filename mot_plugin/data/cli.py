@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from mot_plugin.data.formats import DEFAULT_THINK_TEMPLATE, FORMATS, Fields
+from mot_plugin.data.generate import generate_command
 from mot_plugin.data.rows import DataError, teacher_files
 
 
@@ -164,3 +165,6 @@ def champ(out_dir, eval_fraction, seed) -> None:
     click.echo(f"{counts['problems']} problems: {counts['train_problems']} in all.jsonl, {counts['eval']} held out "
                f"in eval.jsonl; {counts['gold_unparsable']} gold answers are not verifiable (filter drops them)")
     click.echo(f"Next: mot data split {Path(out_dir) / 'all.jsonl'} {Path(out_dir) / 'teachers'}")
+
+
+data.add_command(generate_command)
