@@ -38,6 +38,8 @@ _NUMBER_RE = re.compile(_NUMBER)
 _HASH_RE = re.compile(r"####\s*([^\n]*)")
 _ANSWER_IS_RE = re.compile(r"answer\s+is\s*:?\s*([^\n]*)", re.IGNORECASE)
 _BOXED_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")
+_STATED_RE = re.compile(rf"\b(?:is|are|was|were|equals)\s+(?:exactly\s+|only\s+)?\$?({_NUMBER})(?![\w^!])", re.I)
+_SENTENCE_END_RE = re.compile(r"(?<=[.!?])\s+")
 _WORD_RE = re.compile(r"(?<![\\a-zA-Z])[a-zA-Z]{2,}")  # a bare word: LaTeX parses it as a product of symbols
 
 
@@ -63,8 +65,16 @@ def _clean(fragment: str) -> str | None:
     return frag or None
 
 
+def _stated(text: str) -> str | None:
+    """The number the closing sentence states: "There are 239 strings of length 6." -> 239."""
+    last = _SENTENCE_END_RE.split(text.strip())[-1]
+    m = _STATED_RE.search(last)
+    return m.group(1) if m else None
+
+
 def extract_answer(text: str) -> str | None:
-    """The final answer in a response: last `\\boxed{}`, else `#### N`, else "the answer is X", else the last number."""
+    """The final answer in a response: last `\\boxed{}`, else `#### N`, else "the answer is X", else the
+    number the closing sentence states ("there are N ...", "... is N"), else the last number."""
     if not text:
         return None
     boxed = _last_boxed(text)
@@ -76,6 +86,9 @@ def extract_answer(text: str) -> str | None:
             got = _clean(hits[-1])
             if got:
                 return got
+    stated = _stated(text)
+    if stated:
+        return stated
     numbers = _NUMBER_RE.findall(text)
     return numbers[-1] if numbers else None
 

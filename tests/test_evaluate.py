@@ -50,6 +50,9 @@ def test_gsm8k_loads_as_an_eval_file(gsm8k, tmp_path):
     ("I think the answer is 85.", "85"),
     ("The answer is: -3/4 apples", "-3/4"),
     ("I had 3 pens, then 4, so 7 in all", "7"),
+    # CHAMP-style closing sentences: the stated number, not the last one
+    ("So 2+3=5. There are 239 strings of length 6 with that property.", "239"),
+    ("It is 6!/2 - 1 = 360. The number of involutions on {1, 2, 3, 4, 5, 6} is 76.", "76"),
     ("no digits at all", None),
     ("", None),
 ])

@@ -113,7 +113,7 @@ def test_refusal_fails_that_request_only(server, prompts, tmp_path):
     server.reset()
     again = gen(prompts, out, f"t={server.url}", f"u={server.url},model=mu")
     assert again.exit_code == 0, again.output
-    assert server.served == [(None, marked), ("mu", marked)]
+    assert sorted(server.served, key=str) == [("mu", marked), (None, marked)]  # the teachers run concurrently
     assert len(rows(out / "t.jsonl")) == 6
 
 
