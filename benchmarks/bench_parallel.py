@@ -1,0 +1,74 @@
+"""One MoT round of four tiny branches, run one at a time and two at a time (`launch.parallel: 2`).
+
+Runs both in this one command on freshly generated toy data (the built-in default's student and
+teachers; the fourth teacher is a second copy of `split` under another name). Prints each run's
+total wall time, the round's wall time (first branch start to merge done) and their ratios. With
+`parallel: 2` each teacher's data is tokenized first in `prepare/<teacher>` steps; their time is in
+the total, not in the round.
+
+    .venv/bin/python benchmarks/bench_parallel.py [--work DIR] [--steps N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+TEACHERS = {"column": "column", "split": "split", "countup": "countup", "split2": "split"}
+
+
+def recipe_for(work: Path, parallel: int, steps: int) -> Path:
+    data = yaml.safe_load((ROOT / "recipes/toy.yaml").read_text())
+    data["base_model"] = str(work / "toy/student")
+    template = data["mot"]["teachers"][0]["datasets"][0]
+    data["mot"].update(
+        run_dir=str(work / f"parallel-{parallel}"), rounds=1, steps_per_round=steps, baselines=[], eval=None,
+        launch={"parallel": parallel},
+        teachers=[{"name": name, "datasets": [{**template, "path": str(work / f"toy/data/{corpus}.jsonl")}]}
+                  for name, corpus in TEACHERS.items()],
+    )
+    path = work / f"parallel-{parallel}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def timed_run(recipe: Path) -> float:
+    started = time.time()
+    subprocess.run([sys.executable, "-m", "mot_plugin.cli", "run", str(recipe)], check=True,
+                   stdout=subprocess.DEVNULL)
+    return time.time() - started
+
+
+def round_seconds(run_dir: Path) -> float:
+    """From the first branch's start (its `where.json`) to the merge's marker."""
+    first = min(p.stat().st_mtime for p in run_dir.glob("round-01/branch-*/where.json"))
+    return (run_dir / "round-01/merge.done.json").stat().st_mtime - first
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, default=None)
+    parser.add_argument("--steps", type=int, default=30)
+    args = parser.parse_args()
+    work = args.work or Path(tempfile.mkdtemp(prefix="mot-bench-parallel-"))
+    subprocess.run([sys.executable, "-m", "mot_plugin.cli", "toy", str(work / "toy")], check=True,
+                   stdout=subprocess.DEVNULL)
+    rows = {}
+    for parallel in (1, 2):
+        total = timed_run(recipe_for(work, parallel, args.steps))
+        rows[parallel] = (total, round_seconds(work / f"parallel-{parallel}"))
+    print(f"one round, 4 branches x {args.steps} steps, toy student, {work}")
+    for parallel, (total, round_) in rows.items():
+        print(f"  parallel {parallel}: total {total:6.1f} s, round {round_:6.1f} s")
+    print(f"  ratio parallel 2 / parallel 1: total {rows[2][0] / rows[1][0]:.3f}, round {rows[2][1] / rows[1][1]:.3f}")
+
+
+if __name__ == "__main__":
+    main()
