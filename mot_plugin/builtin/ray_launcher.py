@@ -37,9 +37,13 @@ def _uses_ray(recipe: Recipe) -> bool:
     return recipe.mot.launch.launcher == "ray"
 
 
+def _ray_installed() -> bool:
+    return importlib.util.find_spec("ray") is not None
+
+
 @hookimpl
 def mot_check_recipe(recipe: Recipe) -> None:
-    if _uses_ray(recipe) and importlib.util.find_spec("ray") is None:
+    if _uses_ray(recipe) and not _ray_installed():
         raise RecipeError("mot.launch.launcher: ray needs the ray package (pip install 'mot-plugin[ray]')")
 
 
@@ -54,9 +58,8 @@ def _connect(recipe: Recipe) -> Any:
             env = {name: os.environ[name] for name in PASSED_ENV if name in os.environ}
             env.update(BRANCH_ENV)
             address = recipe.mot.launch.ray.address
-            # unset address: a new local Ray for this run (never one found on the machine), this machine
-            # only: no dashboard, its node on 127.0.0.1
-            local = {} if address else {"include_dashboard": False, "_node_ip_address": "127.0.0.1"}
+            # unset address: a new local Ray for this run (never one found on the machine), no dashboard
+            local = {} if address else {"include_dashboard": False}
             ray.init(address=address or "local", runtime_env={"env_vars": env}, logging_level=logging.WARNING,
                      log_to_driver=False, **local)
             _remote.clear()
