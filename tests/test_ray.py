@@ -30,8 +30,9 @@ except ImportError:  # the slow tests need both; the fast ones run without Ray
 needs_ray = pytest.mark.skipif(ray is None, reason="needs ray (pip install 'mot-plugin[ray]')")
 
 RAY = Path(sys.executable).parent / "ray"
-LOOPBACK = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
-"""Ray then takes 127.0.0.1 as this node's address (and never rewrites 127.0.0.1 to the machine's IP)."""
+LOOPBACK = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled"}
+"""Ray then takes 127.0.0.1 as this node's address (and never rewrites 127.0.0.1 to the machine's IP);
+no token (it would live in ~/.ray/auth_token, which any other Ray started on the machine rewrites)."""
 
 
 def mot(*args: str, cwd: Path, **kwargs) -> subprocess.CompletedProcess:
@@ -145,6 +146,13 @@ def test_two_branches_at_once_and_a_killed_worker_is_retried(toy, tmp_path, ray_
         killed = time.time()
         # PR_SET_PDEATHSIG: the trainer dies with the worker
         _wait(lambda: _gone(trainer), 10, "the killed worker's trainer to die")
+        # the retried attempt runs on a new worker; `mot status` shows where
+        retry = _wait(lambda: _where(victim).get("attempt") == 2 and _where(victim), 120, "the retry")
+        status = mot("status", str(run), cwd=tmp_path)
+        assert status.returncode == 0, status.stderr
+        line = next(ln for ln in status.stdout.splitlines() if ln.startswith(f"round-01/{victim.name} "))
+        assert "running" in line and f"on ray: host {socket.gethostname()}, node_ip 127.0.0.1, " \
+            f"worker_pid {retry['worker_pid']}" in line and "attempt 2" in line, line
         out, err = proc.communicate(timeout=600)
     finally:
         if proc.poll() is None:
@@ -165,12 +173,6 @@ def test_two_branches_at_once_and_a_killed_worker_is_retried(toy, tmp_path, ray_
         assert json.loads((branch / "done.json").read_text())["result"]["steps"] == 3
     assert (run / "round-01/merged/model.safetensors").is_file()
 
-    status = mot("status", str(run), cwd=tmp_path)
-    assert status.returncode == 0, status.stderr
-    for branch in branches:
-        line = next(ln for ln in status.stdout.splitlines() if branch.name in ln and "done" in ln)
-        assert "on ray:" in line and f"worker_pid {_where(branch)['worker_pid']}" in line
-        assert f"host {socket.gethostname()}" in line
     leftovers = subprocess.run(["pgrep", "-f", str(run)], capture_output=True, text=True).stdout
     assert leftovers.strip() == "", "a branch's process outlived the run"
 
