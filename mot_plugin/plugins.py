@@ -17,6 +17,7 @@ TRACE_ENV = "MOT_TRACE_HOOKS"
 """Set to 1 to print every hook call and its result to stderr."""
 BUILTINS = (
     "mot_plugin.builtin.axolotl_branch",
+    "mot_plugin.builtin.slurm_launcher",
     "mot_plugin.builtin.mergekit_merge",
     "mot_plugin.builtin.evaluation",
     "mot_plugin.builtin.round_summary",
