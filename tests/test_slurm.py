@@ -154,9 +154,13 @@ def test_round_runs_branches_as_slurm_jobs(slurm_round, slurm):
         assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
         assert f"#SBATCH --job-name=mot-round-01/branch-{teacher}" in script.read_text()
         assert (branch / "job.exitcode").read_text().strip() == "0"
-        assert f"mot: {where['job_id']} job on" in (branch / "train.log").read_text()
+        assert f"mot: job {where['job_id']} on " in (branch / "train.log").read_text()
         assert json.loads((branch / "done.json").read_text())["result"]["steps"] == 3
     assert len(ids) == 2
+    for job_id in sorted(ids):  # for the record: queueing and running time (1 s resolution)
+        times = dict(re.findall(r"(SubmitTime|StartTime|EndTime)=(\S+)", subprocess.run(
+            ["scontrol", "show", "job", "-o", job_id], env=slurm, capture_output=True, text=True).stdout))
+        print(f"\nslurm job {job_id}: {times}")
     assert (slurm_round / "round-01/merged/model.safetensors").is_file()
     status = mot("status", str(slurm_round), cwd=slurm_round.parent, env=slurm)
     assert status.returncode == 0

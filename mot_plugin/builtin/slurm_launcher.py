@@ -103,7 +103,7 @@ def job_script(recipe: Recipe, step: Step, workdir: Path, env: dict[str, str]) -
         *(f"export {name}={shlex.quote(value)}" for name, value in env.items()),
         'export OMP_NUM_THREADS="${OMP_NUM_THREADS:-${SLURM_CPUS_ON_NODE:-1}}"',
         f'MOT_PORT=$(( {recipe.mot.launch.port} + ${{SLURM_JOB_ID:-0}} % {PORT_SPAN} ))',
-        'echo "mot: ${SLURM_JOB_ID:-no} job on $(hostname)"',
+        'echo "mot: job ${SLURM_JOB_ID:-(none)} on $(hostname) at $(date -Is)"',
         f"echo {shlex.quote('$ ' + command)}",
         command,
         "",
