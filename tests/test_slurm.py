@@ -42,7 +42,7 @@ def _plan(path: Path):
 
 def test_job_script_text(make_recipe, tmp_path):
     launch = {"launcher": "slurm", "processes": 2, "port": 31000,
-              "slurm": {"sbatch_args": ["--partition=gpu", "--gres=gpu:8"], "setup": ["source /opt/venv/bin/activate"]}}
+              "slurm": {"sbatch_args": ["--partition=gpu", "--gres=gpu:8", "--comment=two words"], "setup": ["source /opt/venv/bin/activate"]}}
     plan = _plan(make_recipe(rounds=1, launch=launch))
     step = next(s for s in plan.steps if s.kind == "branch")
     env = slurm_launcher.job_env({"HF_HUB_OFFLINE": "1", "HF_TOKEN": "secret", "PYTHONPATH": "/src", "HOME": "/root"})
@@ -53,6 +53,7 @@ def test_job_script_text(make_recipe, tmp_path):
     assert f"#SBATCH --job-name=mot-{step.id}" in lines
     assert f"#SBATCH --output={step.log_path}" in lines
     assert lines.index("#SBATCH --partition=gpu") + 1 == lines.index("#SBATCH --gres=gpu:8")
+    assert '#SBATCH --comment="two words"' in lines  # sbatch reads quotes there
     assert "set -euo pipefail" in lines and "cd '/work dir'" in lines
     # setup, then the environment, then the branch, which is the last line
     assert lines.index("source /opt/venv/bin/activate") < lines.index("export HF_HUB_OFFLINE=1") < len(lines) - 1

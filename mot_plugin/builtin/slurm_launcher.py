@@ -78,6 +78,12 @@ def _sbatch_value(value: str) -> str:
     return f'"{value}"' if re.search(r"\s", value) else value
 
 
+def _sbatch_arg(arg: str) -> str:
+    """An `sbatch_args` entry as a `#SBATCH` line's option (`--comment=two words` quoted)."""
+    name, eq, value = arg.partition("=")
+    return f"{name}={_sbatch_value(value)}" if eq and name.startswith("-") else arg
+
+
 def job_script(recipe: Recipe, step: Step, workdir: Path, env: dict[str, str]) -> str:
     """The text of a branch's batch script."""
     slurm = recipe.mot.launch.slurm
@@ -89,7 +95,7 @@ def job_script(recipe: Recipe, step: Step, workdir: Path, env: dict[str, str]) -
         f"# {step.id}: written by mot run; resubmit by hand with `sbatch {_script_path(step).absolute()}`.",
         f"#SBATCH --job-name={_sbatch_value('mot-' + step.id)}",
         f"#SBATCH --output={_sbatch_value(str(step.log_path.absolute()))}",
-        *(f"#SBATCH {arg}" for arg in slurm.sbatch_args),
+        *(f"#SBATCH {_sbatch_arg(arg)}" for arg in slurm.sbatch_args),
         "set -euo pipefail",
         f"MOT_EXIT_FILE={shlex.quote(str(exit_file))}",
         "rm -f \"$MOT_EXIT_FILE\"",
