@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 export AXOLOTL_DO_NOT_TRACK := 1
 
-.PHONY: install demo test test-fast bench clean
+.PHONY: install slurm demo test test-fast bench clean
 
 $(BIN)/mot: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,12 +17,16 @@ $(BIN)/mot: pyproject.toml
 
 install: $(BIN)/mot
 
+# the Slurm packages for tests/test_slurm.py's single-node cluster (root and apt-get; MOT_SKIP_SLURM=1 skips)
+slurm:
+	bash scripts/install-slurm.sh
+
 demo: install
 	$(BIN)/mot toy toy
 	$(BIN)/mot run recipes/toy.yaml
 	$(BIN)/mot status runs/toy
 
-test: install
+test: install slurm
 	$(BIN)/python -m pytest -q
 
 test-fast: install

@@ -136,6 +136,8 @@ def status(run_dir: str) -> None:
         if "steps" in result:
             parts.append(f"steps {result['steps']}, loss {result['final_train_loss']:.4f}, "
                          f"tokens {result['tokens_trained']}")
+        if row["state"] == "done" and row["where"].get("job_id"):
+            parts.append(f"{row['where'].get('launcher', '?')} job {row['where']['job_id']}")
         if row["pruned"]:
             parts.append("weights deleted after merge")
         if row["progress"]:

@@ -18,6 +18,7 @@ TRACE_ENV = "MOT_TRACE_HOOKS"
 BUILTINS = (
     "mot_plugin.builtin.axolotl_branch",
     "mot_plugin.builtin.ray_launcher",
+    "mot_plugin.builtin.slurm_launcher",
     "mot_plugin.builtin.mergekit_merge",
     "mot_plugin.builtin.evaluation",
     "mot_plugin.builtin.round_summary",
