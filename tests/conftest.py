@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -57,6 +58,13 @@ def recipe_data(toy: dict[str, Path], run_dir: Path, *, teachers=("column", "spl
             **mot,
         },
     }
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def write_recipe(path: Path, data: dict) -> Path:

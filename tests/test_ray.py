@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import recipe_data, write_recipe
+from conftest import free_port, recipe_data, write_recipe
 
 from mot_plugin.builtin import ray_launcher
 from mot_plugin.plugins import plugin_manager
@@ -40,22 +40,16 @@ def mot(*args: str, cwd: Path, **kwargs) -> subprocess.CompletedProcess:
                           text=True, timeout=600, env=LOOPBACK, **kwargs)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def ray_cluster():
     """A one-node Ray cluster on 127.0.0.1 with 2 CPUs, in a process group of its own that teardown
     kills (never `ray stop`, which stops every Ray on the machine)."""
     temp = Path(tempfile.mkdtemp(prefix="mot-ray-", dir="/tmp"))  # short: Ray's socket paths have a limit
-    port = _free_port()
+    port = free_port()
     cmd = [str(RAY), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
            "--num-cpus", "2", "--num-gpus", "0", "--object-store-memory", str(100 * 2**20),
            "--temp-dir", str(temp), "--disable-usage-stats", "--include-dashboard=false",
-           "--ray-client-server-port", str(_free_port()), "--dashboard-agent-listen-port", str(_free_port())]
+           "--ray-client-server-port", str(free_port()), "--dashboard-agent-listen-port", str(free_port())]
     start = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                              start_new_session=True, env=LOOPBACK)
     try:

@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import recipe_data, write_recipe
+from conftest import free_port, recipe_data, write_recipe
 from mot_plugin.builtin import slurm_launcher
 from mot_plugin.planner import plan_run
 from mot_plugin.plugins import plugin_manager
@@ -76,12 +75,6 @@ def test_missing_sbatch_is_one_line(make_recipe, monkeypatch):
 # ---- a real Slurm ------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def slurm(tmp_path_factory) -> dict[str, str]:
     """A single-node Slurm for this module; yields the environment its clients need (SLURM_CONF)."""
@@ -94,8 +87,8 @@ def slurm(tmp_path_factory) -> dict[str, str]:
             pytest.skip(f"{problem}; skipped because {SKIP_ENV}=1")
         pytest.fail(f"{problem}: run `make slurm` as root, or set {SKIP_ENV}=1 to skip the Slurm tests")
     base = tmp_path_factory.mktemp("slurm")
-    env = {**os.environ, "SLURM_BASE": str(base), "SLURM_CTLD_PORT": str(_free_port()),
-           "SLURMD_PORT": str(_free_port())}
+    env = {**os.environ, "SLURM_BASE": str(base), "SLURM_CTLD_PORT": str(free_port()),
+           "SLURMD_PORT": str(free_port())}
     up = subprocess.run(["bash", str(ROOT / "scripts/slurm-up.sh")], env=env, capture_output=True, text=True,
                         timeout=180)
     try:
