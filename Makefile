@@ -36,6 +36,7 @@ test-fast: install
 
 bench: install
 	$(BIN)/python benchmarks/bench_loop.py
+	$(BIN)/python benchmarks/bench_parallel.py
 
 clean:
 	rm -rf runs toy

@@ -6,7 +6,9 @@ total wall time, the round's wall time (first branch start to merge done) and th
 `parallel: 2` each teacher's data is tokenized first in `prepare/<teacher>` steps; their time is in
 the total, not in the round.
 
-    .venv/bin/python benchmarks/bench_parallel.py [--work DIR] [--steps N]
+    .venv/bin/python benchmarks/bench_parallel.py [--work DIR] [--steps N] [--devices 0 1]
+
+`--devices` gives the two-at-a-time run one `CUDA_VISIBLE_DEVICES` group per branch (`launch.devices`).
 """
 
 from __future__ import annotations
@@ -24,13 +26,13 @@ ROOT = Path(__file__).resolve().parents[1]
 TEACHERS = {"column": "column", "split": "split", "countup": "countup", "split2": "split"}
 
 
-def recipe_for(work: Path, parallel: int, steps: int) -> Path:
+def recipe_for(work: Path, parallel: int, steps: int, devices: list[str]) -> Path:
     data = yaml.safe_load((ROOT / "recipes/toy.yaml").read_text())
     data["base_model"] = str(work / "toy/student")
     template = data["mot"]["teachers"][0]["datasets"][0]
     data["mot"].update(
         run_dir=str(work / f"parallel-{parallel}"), rounds=1, steps_per_round=steps, baselines=[], eval=None,
-        launch={"parallel": parallel},
+        launch={"parallel": parallel, "devices": devices if parallel > 1 else []},
         teachers=[{"name": name, "datasets": [{**template, "path": str(work / f"toy/data/{corpus}.jsonl")}]}
                   for name, corpus in TEACHERS.items()],
     )
@@ -56,15 +58,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=None)
     parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--devices", nargs=2, default=[], metavar="GROUP")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="mot-bench-parallel-"))
     subprocess.run([sys.executable, "-m", "mot_plugin.cli", "toy", str(work / "toy")], check=True,
                    stdout=subprocess.DEVNULL)
     rows = {}
     for parallel in (1, 2):
-        total = timed_run(recipe_for(work, parallel, args.steps))
+        total = timed_run(recipe_for(work, parallel, args.steps, args.devices))
         rows[parallel] = (total, round_seconds(work / f"parallel-{parallel}"))
-    print(f"one round, 4 branches x {args.steps} steps, toy student, {work}")
+    devices = f", devices {args.devices}" if args.devices else ""
+    print(f"one round, 4 branches x {args.steps} steps, toy student{devices}, {work}")
     for parallel, (total, round_) in rows.items():
         print(f"  parallel {parallel}: total {total:6.1f} s, round {round_:6.1f} s")
     print(f"  ratio parallel 2 / parallel 1: total {rows[2][0] / rows[1][0]:.3f}, round {rows[2][1] / rows[1][1]:.3f}")

@@ -128,7 +128,7 @@ class Launch(_Strict):
     is tokenized first, so concurrent branches never share Axolotl's prepared-data locks."""
     devices: list[str] = []
     """Local: `CUDA_VISIBLE_DEVICES` for each concurrent branch (for example `["0,1", "2,3"]`);
-    at least `parallel` groups when set."""
+    at least `parallel` groups when set, each with at least `processes` devices."""
     processes: int = Field(default=1, ge=1)
     """Processes per branch; above 1 the branch runs under `accelerate launch` (DeepSpeed/FSDP
     settings of the recipe pass through unchanged)."""
@@ -184,6 +184,10 @@ class MotConfig(_Strict):
         if devices and len(devices) < self.launch.parallel:
             raise ValueError(f"launch.devices: {len(devices)} device groups for launch.parallel "
                              f"{self.launch.parallel}; give one group per concurrent branch")
+        for number, group in enumerate(devices):
+            if len(group.split(",")) < self.launch.processes:
+                raise ValueError(f"launch.devices: group {number} ({group!r}) has fewer devices than "
+                                 f"launch.processes {self.launch.processes}")
         return self
 
 

@@ -93,6 +93,18 @@ def test_unknown_mot_key(toy, tmp_path, where):
     _plan_fails(tmp_path, _edit(toy, tmp_path, change), f"{key}: unknown key")
 
 
+def test_fewer_device_groups_than_parallel(toy, tmp_path):
+    def change(d):
+        d["mot"]["launch"] = {"parallel": 2, "devices": ["0"]}
+    _plan_fails(tmp_path, _edit(toy, tmp_path, change), "launch.devices", "1 device groups for launch.parallel 2")
+
+
+def test_device_group_smaller_than_processes(toy, tmp_path):
+    def change(d):
+        d["mot"]["launch"] = {"parallel": 2, "devices": ["0,1", "2"], "processes": 2}
+    _plan_fails(tmp_path, _edit(toy, tmp_path, change), "launch.devices", "group 1 ('2')", "launch.processes 2")
+
+
 def test_unknown_merge_method(toy, tmp_path):
     def change(d):
         d["mot"]["merge"] = {"method": "averagez"}

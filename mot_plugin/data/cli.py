@@ -164,7 +164,9 @@ def champ(out_dir, eval_fraction, seed) -> None:
         click.echo(f"{teacher}: {rows} rows ({counts['truncated'][teacher]} truncated responses skipped)")
     click.echo(f"{counts['problems']} problems: {counts['train_problems']} in all.jsonl, {counts['eval']} held out "
                f"in eval.jsonl; {counts['gold_unparsable']} gold answers are not verifiable (filter drops them)")
-    click.echo(f"Next: mot data split {Path(out_dir) / 'all.jsonl'} {Path(out_dir) / 'teachers'}")
+    out = Path(out_dir)
+    click.echo(f"Next: mot data split {out / 'all.jsonl'} {out / 'raw'}, then mot data filter {out / 'raw'} "
+               f"--out {out / 'teachers'} --eval {out / 'eval.jsonl'} --contamination exclude")
 
 
 data.add_command(generate_command)
