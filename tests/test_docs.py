@@ -36,3 +36,21 @@ def test_every_field_is_documented(model):
     text = (ROOT / "docs/recipe.md").read_text()
     for name in model.model_fields:
         assert f"| `{name}` |" in text, f"{model.__name__}.{name} is not in docs/recipe.md"
+
+
+def _anchor(heading: str) -> str:
+    """GitHub's anchor of a Markdown heading."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+@pytest.mark.parametrize("doc", ["README.md", *sorted(p.relative_to(ROOT).as_posix() for p in ROOT.glob("docs/*.md"))])
+def test_links_between_docs_resolve(doc):
+    path = ROOT / doc
+    for target, anchor in re.findall(r"\]\(([^)#\s:]*\.md)?(?:#([^)\s]+))?\)", path.read_text()):
+        if not target and not anchor:
+            continue
+        linked = (path.parent / target) if target else path
+        assert linked.is_file(), f"{doc}: link to missing {target}"
+        if anchor:
+            headings = re.findall(r"^#+ (.+)$", linked.read_text(), flags=re.M)
+            assert anchor in {_anchor(h) for h in headings}, f"{doc}: no heading for #{anchor} in {linked.name}"
