@@ -12,6 +12,8 @@ from safetensors.torch import save_file
 from mot_plugin import diagnostics
 from mot_plugin.diagnostics import merge_diagnostics, regime_warnings, summary, tensor_kind
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 SHAPES = {
     "model.embed_tokens.weight": (8, 4),
     "model.layers.0.self_attn.q_proj.weight": (4, 4),
