@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from mot_plugin.data.cli import data
+from mot_plugin.diagnostics import summary
 from mot_plugin.planner import Plan, human_bytes, plan_run, weights_bytes
 from mot_plugin.plugins import plugin_manager
 from mot_plugin.process import StepFailed
@@ -134,8 +135,12 @@ def status(run_dir: str) -> None:
         if result.get("accuracy") is not None:
             parts.append(f"accuracy {100 * result['accuracy']:.1f}%, unextracted {result['unextracted']}")
         if "steps" in result:
-            parts.append(f"steps {result['steps']}, loss {result['final_train_loss']:.4f}, "
+            loss = result.get("final_train_loss")
+            parts.append(f"steps {result['steps']}, loss {'n/a' if loss is None else f'{loss:.4f}'}, "
                          f"tokens {result['tokens_trained']}")
+        diagnostics = result.get("diagnostics")
+        if diagnostics:
+            parts.append(summary(diagnostics))
         if row["state"] == "done" and row["where"].get("job_id"):
             parts.append(f"{row['where'].get('launcher', '?')} job {row['where']['job_id']}")
         if row["pruned"]:
@@ -151,6 +156,8 @@ def status(run_dir: str) -> None:
         if row["error"] and row["state"] == "failed":
             parts.append(row["error"])
         click.echo("  ".join(parts))
+        for warning in (diagnostics or {}).get("warnings", []):
+            click.echo(f"    warning: {warning}")
 
 
 @main.command()

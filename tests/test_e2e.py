@@ -85,6 +85,27 @@ def test_status_and_rerun_of_a_finished_run(reference):
     assert again.returncode == 0 and again.stdout.count("done earlier, skipped") == 6
 
 
+def test_merge_diagnostics_recorded(reference):
+    kinds = {"embedding", "attention", "mlp", "norm"}
+    for round_ in ("round-01", "round-02"):
+        diagnostics = json.loads((reference / round_ / "diagnostics.json").read_text())
+        assert set(diagnostics) == {"relative_update", "relative_update_by_kind", "cosine", "mean_cosine",
+                                    "sign_disagreement", "merged_relative_update", "warnings"}
+        assert set(diagnostics["relative_update"]) == {"column", "split"}
+        assert all(u > 0 for u in diagnostics["relative_update"].values())
+        assert all(set(k) == kinds for k in diagnostics["relative_update_by_kind"].values())
+        assert [(c["a"], c["b"]) for c in diagnostics["cosine"]] == [("column", "split")]
+        assert -1 <= diagnostics["mean_cosine"] <= 1 and 0 <= diagnostics["sign_disagreement"] <= 1
+        assert 0 < diagnostics["merged_relative_update"] <= max(diagnostics["relative_update"].values())
+        assert all(isinstance(w, str) for w in diagnostics["warnings"])
+        done = json.loads((reference / round_ / "merge.done.json").read_text())
+        assert done["result"]["diagnostics"] == diagnostics
+    status = mot("status", str(reference), cwd=reference.parent).stdout.splitlines()
+    merges = [ln for ln in status if ln.startswith("round-0") and "/merge " in ln]
+    assert len(merges) == 2 and all("update " in ln and ", cosine " in ln and "sign disagreement" in ln
+                                    for ln in merges)
+
+
 def test_merge_yaml_reruns_by_hand(reference, tmp_path):
     out = tmp_path / "by-hand"
     mergekit = Path(sys.executable).parent / "mergekit-yaml"
