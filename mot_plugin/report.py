@@ -93,7 +93,7 @@ def _paired(final: Step, baselines: list[Step], done: dict) -> list[dict[str, An
         problems = sorted(mine[0].keys() & theirs[0].keys())
         _, b, c, _ = paired_counts([mine[0][p] for p in problems], [theirs[0][p] for p in problems])
         rows.append({"baseline": step.spec.name, "round": final.round, "problems": len(problems), "b": b, "c": c,
-                     "p": round(mcnemar_exact(b, c), 4), "majority": mine[1] or theirs[1]})
+                     "p": mcnemar_exact(b, c), "majority": mine[1] or theirs[1]})
     return rows
 
 

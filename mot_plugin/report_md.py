@@ -87,8 +87,8 @@ def _rounds(metrics: dict[str, Any]) -> list[str]:
     if rounds:
         teachers = list(rounds[0]["branches"])
         lines += ["", "## Merge gain: each round's merge against its branches", "",
-                  "Every branch evaluated before its merge; the gain is the merged model's accuracy minus the "
-                  "branches' mean, and minus the best branch's, in points.", ""]
+                  "Each branch is evaluated on the same problems as the merged model; the gain is the merged "
+                  "model's accuracy minus the branches' mean, and minus the best branch's, in points.", ""]
         lines += _table(["round", *(f"branch {t}" for t in teachers), "merged", "merged − mean branch",
                          "merged − best branch"],
                         [[r["round"], *(_acc(r["branches"].get(t, {})) for t in teachers), _acc(r),

@@ -14,7 +14,7 @@ def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float,
     denominator = 1 + z * z / n
     center = (p + z * z / (2 * n)) / denominator
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
-    return max(0.0, center - half), min(1.0, center + half)
+    return (0.0 if successes == 0 else center - half), (1.0 if successes == n else center + half)
 
 
 def mcnemar_exact(b: int, c: int) -> float:
