@@ -38,12 +38,17 @@ def _run_dir_plan(run_dir: str) -> Plan:
     recipe_file = Path(run_dir) / "recipe.yaml"
     if not recipe_file.is_file():
         seeds = seed_run_dirs(Path(run_dir))
-        hint = f"it holds runs of several seeds, e.g. {seeds[0]}" if seeds else f"is {run_dir} a run directory made by mot plan or mot run?"
+        hint = (f"it holds runs of several seeds, e.g. {seeds[0]}" if seeds
+                else f"is {run_dir} a run directory made by mot plan or mot run?")
         _fail(f"{recipe_file}: not found ({hint})", 2)
     try:
         return _plans(recipe_file, check_files=False)[0][0]
     except RecipeError as err:
         _fail(str(err), 2)
+
+
+def _run_command(recipe: str, seeds: tuple[int, ...]) -> str:
+    return f"mot run {recipe}" + "".join(f" --seed {seed}" for seed in dict.fromkeys(seeds))
 
 
 SEED_OPTION = click.option(
@@ -69,9 +74,8 @@ def plan(recipe: str, seeds: tuple[int, ...]) -> None:
         _fail(str(err), 2)
     for the_plan in plans:
         _print_plan(the_plan)
-    again = "".join(f" --seed {seed}" for seed in dict.fromkeys(seeds))
     click.echo(f"Wrote {sum(len(p.steps) for p in plans)} step configs and recipe.yaml; nothing was run. "
-               f"Next: mot run {recipe}{again}")
+               f"Next: {_run_command(recipe, seeds)}")
 
 
 def _print_plan(the_plan: Plan) -> None:
@@ -96,7 +100,7 @@ def _print_plan(the_plan: Plan) -> None:
 def run(recipe: str, seeds: tuple[int, ...]) -> None:
     """Run RECIPE (once per --seed, one after another); running it again resumes where it stopped."""
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stops the running step's process too
-    again = f"mot run {recipe}" + "".join(f" --seed {seed}" for seed in dict.fromkeys(seeds))
+    again = _run_command(recipe, seeds)
     try:
         plans, pm = _plans(recipe, seeds)
     except RecipeError as err:
@@ -106,7 +110,7 @@ def run(recipe: str, seeds: tuple[int, ...]) -> None:
             click.echo(f"Seed {the_plan.recipe.mot.seed}: {the_plan.recipe.run_dir}")
         try:
             run_plan(the_plan, pm.hook, echo=click.echo)
-        except RunLocked as err:
+        except (RecipeError, RunLocked) as err:
             _fail(str(err), 2)
         except StepFailed as err:
             _fail(f"{err} (finished steps are kept; rerun `{again}` to resume)", 1)
@@ -129,13 +133,15 @@ def report(run_dirs: tuple[str, ...]) -> None:
     holding `mot run --seed` runs is reported for each seed, then combined)."""
     from mot_plugin.report import write_report
 
-    if len(run_dirs) == 1 and not (Path(run_dirs[0]) / "recipe.yaml").is_file() and seed_run_dirs(Path(run_dirs[0])):
-        plans = [_run_dir_plan(str(d)) for d in seed_run_dirs(Path(run_dirs[0]))]
-        for the_plan in plans:
-            write_report([the_plan])
-        click.echo(f"Report: {write_report(plans, Path(run_dirs[0]))}")
+    parent = Path(run_dirs[0])
+    seeds = seed_run_dirs(parent) if len(run_dirs) == 1 and not (parent / "recipe.yaml").is_file() else []
+    if not seeds:
+        click.echo(f"Report: {write_report([_run_dir_plan(d) for d in run_dirs])}")
         return
-    click.echo(f"Report: {write_report([_run_dir_plan(d) for d in run_dirs])}")
+    plans = [_run_dir_plan(str(d)) for d in seeds]
+    for the_plan in plans:
+        write_report([the_plan])
+    click.echo(f"Report: {write_report(plans, parent)}")
 
 
 @main.command("eval")

@@ -70,7 +70,8 @@ def _header(metrics: dict[str, Any]) -> list[str]:
         lines.append(f"- {len(metrics['runs'])} runs ({', '.join(metrics['run_labels'])}): accuracy is the mean ± std "
                      f"across runs, each run's value in parentheses; each run's own report has its 95% intervals")
     elif ev:
-        correlated = "" if ev["samples"] == 1 else " (samples of one problem are correlated: the interval is too narrow)"
+        correlated = ("" if ev["samples"] == 1
+                      else " (samples of one problem are correlated: the interval is too narrow)")
         lines.append(f"- accuracy [95% Wilson interval] over n = problems x samples answers{correlated}")
     return lines
 
