@@ -194,7 +194,8 @@ def _summary(metrics: dict[str, Any]) -> list[str]:
             line = (f"- {name} is the highest baseline at {_acc(row)} with {row['branch_steps']} branch-steps, "
                     f"{-delta:.1f} points above MoT's final round")
         else:
-            line = (f"- MoT's final round is {delta:.1f} points above the highest baseline, {name} at {_acc(row)} "
+            lead = f"is {delta:.1f} points above" if delta else "equals"
+            line = (f"- MoT's final round {lead} the highest baseline, {name} at {_acc(row)} "
                     f"with {row['branch_steps']} branch-steps")
         out.append(line + _verdict(final, row, paired, several))
     gains = [r["merge_gain"] for r in metrics["mot"] if (r.get("merge_gain") or {}).get("vs_mean") is not None]
