@@ -206,7 +206,7 @@ def test_report_plot_and_model_card(with_baselines):
     import matplotlib.image
 
     report = (with_baselines / "report.md").read_text()
-    for name in ("| 0 |", "| 2 |", "single-column", "union", "oneshot", "final round (2)", "best round"):
+    for name in ("| 0 |", "| 2 |", "single-column", "union", "oneshot", "final round (2)", "highest round"):
         assert name in report
     pixels = matplotlib.image.imread(with_baselines / "accuracy.png")
     assert pixels.shape[0] > 200 and pixels.shape[1] > 300 and pixels.std() > 0.05, "a real, non-empty plot"
@@ -254,3 +254,26 @@ def test_local_parallel_branches(toy, tmp_path):
         where = json.loads((run / f"round-01/branch-{teacher}/where.json").read_text())
         assert where["launcher"] == "local" and where["slot"] in (0, 1)
     assert (run / "round-01/merged/model.safetensors").is_file()
+
+
+def test_seeds_with_branch_evaluations(toy, tmp_path):
+    """Two seeds from one command, every branch evaluated: 2 teachers x 1 round x 2 steps each."""
+    data = recipe_data(toy, tmp_path / "run", rounds=1, steps=2, keep_branches=True,
+                       eval={"data": str(toy["eval"]), "limit": 4, "max_new_tokens": 24, "batch_size": 4,
+                             "branches": True})
+    teachers = [t["name"] for t in data["mot"]["teachers"]]
+    result = mot("run", str(write_recipe(tmp_path / "recipe.yaml", data)), "--seed", "0", "--seed", "1", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for seed in (0, 1):
+        run = tmp_path / f"run/seed-{seed}"
+        for teacher in teachers:
+            evaluation = json.loads((run / f"eval/round-01-branch-{teacher}/done.json").read_text())["result"]
+            assert evaluation["n_problems"] == 4
+            branch = json.loads((run / f"round-01/branch-{teacher}/model/mot_result.json").read_text())
+            assert [step for step, _ in branch["loss_curve"]] == [1, 2]
+            assert branch["loss_curve"][-1][1] == branch["final_train_loss"]
+        assert f"seed: {seed}" in (run / f"round-01/branch-{teachers[0]}/axolotl.yaml").read_text()
+    report = (tmp_path / "run/report.md").read_text()
+    assert "2 runs (seed-0, seed-1)" in report and "## Merge gain" in report
+    assert f"| seed-0 | 1 | {teachers[0]} | 2 |" in report and f"| seed-1 | 1 | {teachers[1]} | 2 |" in report
+    assert (tmp_path / "run/accuracy.png").stat().st_size > 1000

@@ -137,3 +137,28 @@ def test_baselines_compute_matched_budget(toy, tmp_path):
         ("baseline/oneshot-column", 6), ("baseline/oneshot-split", 6), ("baseline/oneshot", None)]
     assert plan.baseline_steps == 12 + 12 + 12 + 12
     assert [s.id for s in plan.steps if s.ends_round] == ["round-01/merge", "round-02/merge"]
+
+
+def test_branch_evaluations_come_after_the_merge_and_before_the_round_end(toy, tmp_path):
+    evaluation = {"data": str(toy["eval"])}
+    plan = _plan(recipe_data(toy, tmp_path / "run", eval={**evaluation, "branches": True}))
+    teachers = [t.name for t in plan.recipe.mot.teachers]
+    by_id = {s.id: s for s in plan.steps}
+    branch_evals = [f"eval/round-01-branch-{t}" for t in teachers]
+    assert [s.id for s in plan.steps if s.round == 1] == [
+        *(f"round-01/branch-{t}" for t in teachers), "round-01/merge", *branch_evals, "eval/round-01"]
+    first = by_id[branch_evals[0]]
+    assert (first.spec.role, first.spec.teacher, first.spec.name, first.round) == (
+        "branch", teachers[0], f"round-01-branch-{teachers[0]}", 1)
+    assert first.deps == (f"round-01/branch-{teachers[0]}",)
+    assert first.config["model"] == str(by_id[f"round-01/branch-{teachers[0]}"].output_dir)
+    assert by_id["eval/round-01"].deps == ("round-01/merge", *branch_evals) and by_id["eval/round-01"].ends_round
+    assert by_id["eval/round-01"].spec.role == "round"
+    # a branch's weights are deleted only after its merge and its evaluation
+    assert [s.id for s in plan.readers(by_id[f"round-01/branch-{teachers[0]}"])] == [
+        "round-01/merge", branch_evals[0]]
+    off = _plan(recipe_data(toy, tmp_path / "run", eval=evaluation))
+    assert all((s.config, s.fingerprint) == (by_id[s.id].config, by_id[s.id].fingerprint) for s in off.steps)
+    assert not any(s.spec.role == "branch" for s in off.steps if s.kind == "eval")
+    assert "branches" not in by_id["eval/round-01"].config, "the option does not change evaluation configs"
+    assert plan.disk_estimate(1) == off.disk_estimate(1) == 4

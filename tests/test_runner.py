@@ -222,3 +222,35 @@ def test_status_without_a_train_loss(toy, tmp_path):
     marker.write_text(json.dumps(done))
     status = _run(tmp_path, _fast(toy, tmp_path, rounds=1), "status")
     assert status.exit_code == 0 and "steps 3, loss n/a, tokens 0" in status.output
+
+
+def test_branch_evaluations_run_before_the_branch_weights_go(toy, tmp_path):
+    data = _fast(toy, tmp_path, eval={"data": str(toy["eval"]), "branches": True})
+    result = _run(tmp_path, data)
+    assert result.exit_code == 0, result.output
+    teachers = [t["name"] for t in data["mot"]["teachers"]]
+    branch_evals = [f"eval/round-{r:02d}-branch-{t}" for r in (1, 2) for t in teachers]
+    assert set(branch_evals) <= set(_calls(tmp_path)), "every branch was evaluated (before its weights went)"
+    assert not list((tmp_path / "run").glob("round-*/branch-*/model"))
+    summary = json.loads((tmp_path / "run/round-01/summary.json").read_text())
+    assert set(branch_evals[:2]) <= set(summary["steps"]), "the round ends after its branch evaluations"
+    metrics = json.loads((tmp_path / "run/metrics.json").read_text())
+    assert list(metrics["mot"][1]["branches"]) == teachers and metrics["mot"][1]["merge_gain"] is not None
+
+
+def test_seeds_run_one_after_another_with_a_combined_report(toy, tmp_path):
+    recipe = str(write_recipe(tmp_path / "r.yaml", _fast(toy, tmp_path, rounds=1, eval={"data": str(toy["eval"])})))
+    planned = CliRunner().invoke(main, ["plan", recipe, "--seed", "3", "--seed", "5"])
+    assert planned.exit_code == 0, planned.output
+    assert f"Plan for {tmp_path / 'run/seed-5'}" in planned.output and "--seed 3 --seed 5" in planned.output
+    resolved = yaml.safe_load((tmp_path / "run/seed-3/recipe.yaml").read_text())["mot"]
+    assert (resolved["seed"], resolved["run_dir"]) == (3, str(tmp_path / "run/seed-3"))
+    assert next((tmp_path / "run/seed-5/round-01").glob("branch-*/axolotl.yaml")).read_text().count("seed: 5") == 1
+    result = CliRunner().invoke(main, ["run", recipe, "--seed", "3", "--seed", "5"])
+    assert result.exit_code == 0, result.output
+    assert f"Report over 2 seeds: {tmp_path / 'run/report.md'}" in result.output
+    metrics = json.loads((tmp_path / "run/metrics.json").read_text())
+    assert metrics["run_labels"] == ["seed-3", "seed-5"] and len(metrics["mot"][1]["accuracy_per_run"]) == 2
+    assert (tmp_path / "run/seed-3/report.md").is_file() and not (tmp_path / "run/recipe.yaml").exists()
+    again = CliRunner().invoke(main, ["run", recipe, "--seed", "3", "--seed", "5"])
+    assert again.exit_code == 0 and again.output.count("done earlier, skipped") == 2 * 5
