@@ -163,21 +163,40 @@ def new_student(tok, seed: int):
     return model
 
 
+def carries(a: int, b: int) -> bool:
+    """Whether adding a and b carries a ten."""
+    return a % 10 + b % 10 >= 10
+
+
+def split_problems(seed: int, n_train: int, n_eval: int, n_pretrain: int):
+    """Disjoint problem sets: the teachers' (`n_train`), the held-out ones (`n_eval`) and the
+    student's pretraining (`n_pretrain`, problems without a carry only: the skill is left for the teachers)."""
+    rng = random.Random(seed)
+    drawn = problems(rng, 90 * 90)
+    train, held_out = drawn[:n_train], drawn[n_train:n_train + n_eval]
+    generic = [p for p in drawn[n_train + n_eval:] if not carries(p[1], p[2])][:n_pretrain]
+    return train, held_out, generic
+
+
+PRETRAIN_STEPS = 300
+"""Pretraining steps of the built-in student (batch 32, lr 3e-3): it learns the neutral chain of thought."""
+
+
 def make_toy(out_dir: str | Path, *, n_train: int = 400, n_eval: int = 300, n_pretrain: int = 2000,
-             pretrain_steps: int = 0, seed: int = 0) -> dict[str, Path]:
+             pretrain_steps: int = PRETRAIN_STEPS, seed: int = 0) -> dict[str, Path]:
     """Write the toy student, the teacher corpora and a held-out eval file under out_dir; return their paths.
 
     The student is pretrained for `pretrain_steps` steps on the neutral chain of thought of
-    `n_pretrain` problems (disjoint from the teachers' and the held-out ones); 0 leaves it a random init.
+    `n_pretrain` problems without a carry (disjoint from the teachers' and the held-out ones), so it
+    solves the problems without a carry (about 55% of them) and not the others; 0 leaves it a
+    random init.
     """
     from mot_plugin.toytrain import pretrain
 
     out = Path(out_dir)
-    rng = random.Random(seed)
-    drawn = problems(rng, n_train + n_eval + n_pretrain)
-    train, held_out, generic = drawn[:n_train], drawn[n_train:n_train + n_eval], drawn[n_train + n_eval:]
+    train, held_out, generic = split_problems(seed, n_train, n_eval, n_pretrain)
     paths: dict[str, Path] = {}
-    texts = [p for p, _, _ in drawn]
+    texts = [p for p, _, _ in train + held_out + generic]
     for name in TEACHERS:
         rows = [chat(prompt, SOLVERS[name](a, b)) for prompt, a, b in train]
         texts += [r["messages"][1]["content"] for r in rows]

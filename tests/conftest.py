@@ -37,7 +37,7 @@ def toy(tmp_path_factory) -> dict[str, Path]:
     from mot_plugin.toy import make_toy
 
     out = tmp_path_factory.mktemp("toy")
-    return {k: Path(v).absolute() for k, v in make_toy(out, n_train=64, n_eval=8).items()}
+    return {k: Path(v).absolute() for k, v in make_toy(out, n_train=64, n_eval=8, pretrain_steps=0).items()}
 
 
 @pytest.fixture
@@ -52,7 +52,7 @@ def one_torch_thread():
     torch.set_num_threads(threads)
 
 
-def recipe_data(toy: dict[str, Path], run_dir: Path, *, teachers=("column", "split"), rounds=2, steps=3,
+def recipe_data(toy: dict[str, Path], run_dir: Path, *, teachers=("brief", "wordy"), rounds=2, steps=3,
                 **mot) -> dict:
     """A small recipe as data: `teachers` from the toy corpora."""
     return {

@@ -188,7 +188,7 @@ def _seed_runs(toy, tmp_path, finals: list[int]) -> list:
     return plans
 
 
-def test_seeds_combine_with_every_column(toy, tmp_path):
+def test_seeds_combine_with_every_brief(toy, tmp_path):
     plans = _seed_runs(toy, tmp_path, [10, 14])
     report = write_report(plans, tmp_path / "run").read_text()
     metrics = json.loads((tmp_path / "run/metrics.json").read_text())
