@@ -23,9 +23,15 @@ section 6) branches at about 4% merged well, at 10% the merge lost most of what 
 MIN_MEAN_COSINE = 0.05
 """Warn when the branches' updates are, on average, closer than this to orthogonal (or opposed):
 averaging then cancels most of each branch's update."""
-MAX_SIGN_DISAGREEMENT = 0.45
-"""Warn when more than this share of the parameters moved by two or more branches were not all moved
-the same way. Independent random signs give 1 - 2^(1-K) for K branches (0.5 for K = 2)."""
+MAX_SIGN_DISAGREEMENT = 0.9
+"""Warn when the share of parameters moved by two or more branches that were not all moved the same
+way exceeds this fraction of what independent random signs give, 1 - 2^(1-K) for K branches (0.5 for
+K = 2, 0.75 for K = 3): the updates then share almost no direction."""
+
+
+def chance_disagreement(branches: int) -> float:
+    """The sign disagreement of K independent random updates."""
+    return 1 - 2.0 ** (1 - branches)
 
 CHUNK_ELEMENTS = 1 << 22
 """Elements of one tensor read at a time from each model (large tensors are read in row slices)."""
@@ -223,9 +229,10 @@ def regime_warnings(report: dict[str, Any]) -> list[str]:
                         f"< {MIN_MEAN_COSINE:g}), so averaging cancels them: lower learning_rate or "
                         f"steps_per_round")
     disagreement = report["sign_disagreement"]
-    if disagreement is not None and disagreement > MAX_SIGN_DISAGREEMENT:
+    limit = MAX_SIGN_DISAGREEMENT * chance_disagreement(len(report["relative_update"]))
+    if disagreement is not None and disagreement > limit:
         warnings.append(f"the branches moved {100 * disagreement:.0f}% of their shared parameters in opposite "
-                        f"directions (> {100 * MAX_SIGN_DISAGREEMENT:g}%): lower learning_rate or "
+                        f"directions (> {100 * limit:.0f}%, {100 * MAX_SIGN_DISAGREEMENT:g}% of chance): lower learning_rate or "
                         f"steps_per_round, or try a sign-aware merge (mot.merge.method: ties)")
     return warnings
 

@@ -178,7 +178,7 @@ def split_problems(seed: int, n_train: int, n_eval: int, n_pretrain: int):
     return train, held_out, generic
 
 
-PRETRAIN_STEPS = 300
+PRETRAIN_STEPS = 200
 """Pretraining steps of the built-in student (batch 32, lr 3e-3): it learns the neutral chain of thought."""
 
 

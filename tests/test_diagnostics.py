@@ -144,7 +144,7 @@ def test_a_large_update_warns(tmp_path, size, warned):
 
 
 def test_thresholds_are_module_constants(monkeypatch):
-    report = {"relative_update": {"a": 0.03}, "mean_cosine": 0.2, "sign_disagreement": 0.3}
+    report = {"relative_update": {"a": 0.03, "b": 0.01}, "mean_cosine": 0.2, "sign_disagreement": 0.3}
     assert regime_warnings(report) == []
     monkeypatch.setattr(diagnostics, "MAX_RELATIVE_UPDATE", 0.02)
     monkeypatch.setattr(diagnostics, "MIN_MEAN_COSINE", 0.3)
