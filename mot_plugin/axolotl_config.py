@@ -204,7 +204,10 @@ def _recipe_key(recipe: Recipe, branch: BranchSpec, loc: tuple) -> str:
 def _check(recipe: Recipe, branch: BranchSpec, config: dict[str, Any], found: list[str]) -> None:
     """Validate one branch config with Axolotl; raise RecipeError naming the recipe key at fault."""
     src = recipe.source
-    known = _known_keys(tuple(config.get("plugins") or ()))
+    try:
+        known = _known_keys(tuple(config.get("plugins") or ()))
+    except RecipeError as err:
+        raise RecipeError(f"{src}: {err}") from None
     for key, value in config.items():
         if key in known:
             continue
