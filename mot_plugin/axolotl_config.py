@@ -16,6 +16,7 @@ import logging
 import os
 from contextlib import contextmanager
 from functools import cache
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Iterator
 
 from pydantic import ValidationError
@@ -150,15 +151,16 @@ def _collect_warnings(into: list[str]) -> Iterator[None]:
 
 
 @cache
-def _axolotl():
-    """Axolotl's validation, imported on first use (10-30 s: it imports torch and transformers)."""
+def _axolotl() -> SimpleNamespace:
+    """What mot uses of Axolotl, imported on first use (10-30 s: it imports torch and transformers)."""
     os.environ.setdefault("AXOLOTL_DO_NOT_TRACK", "1")
     with _quiet():
         from axolotl.integrations.base import PluginManager, load_plugin
         from axolotl.utils.config import validate_config
         from axolotl.utils.dict import DictDefault
         from axolotl.utils.schemas.config import AxolotlInputConfig
-    return PluginManager, load_plugin, validate_config, DictDefault, AxolotlInputConfig
+    return SimpleNamespace(plugin_manager=PluginManager.get_instance, load_plugin=load_plugin,
+                           validate_config=validate_config, DictDefault=DictDefault, schema=AxolotlInputConfig)
 
 
 def _field_names(model) -> set[str]:
@@ -172,18 +174,18 @@ def _field_names(model) -> set[str]:
 def _known_keys(plugins: tuple[str, ...]) -> frozenset[str]:
     """Axolotl's config keys plus those the listed plugins declare (registering each plugin with
     Axolotl's plugin manager, which its validation reads); RecipeError if a plugin cannot be imported."""
-    manager, load_plugin, _, _, schema = _axolotl()
-    known = _field_names(schema)
+    axolotl = _axolotl()
+    known = _field_names(axolotl.schema)
     for name in plugins:
         try:
-            args = load_plugin(name).get_input_args()
+            args = axolotl.load_plugin(name).get_input_args()
             if args:
                 module, cls = args.rsplit(".", 1)
                 known |= _field_names(getattr(importlib.import_module(module), cls))
         except (ImportError, AttributeError) as err:
             raise RecipeError(f"plugins: cannot import Axolotl plugin {name!r} ({err})") from None
-        if name not in manager.get_instance().plugins:
-            manager.get_instance().register(name)
+        if name not in axolotl.plugin_manager().plugins:
+            axolotl.plugin_manager().register(name)
     return frozenset(known)
 
 
@@ -220,10 +222,10 @@ def _check(recipe: Recipe, branch: BranchSpec, config: dict[str, Any], found: li
         close = difflib.get_close_matches(key, known, n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""
         raise RecipeError(f"{src}: {where}: not an Axolotl key{hint}")
-    _, _, validate_config, DictDefault, _ = _axolotl()
+    axolotl = _axolotl()
     try:
         with _collect_warnings(found):
-            validate_config(DictDefault(copy.deepcopy(config)))
+            axolotl.validate_config(axolotl.DictDefault(copy.deepcopy(config)))
     except ValidationError as err:
         first = err.errors()[0]
         message = first["msg"].removeprefix("Value error, ").splitlines()[0]
@@ -236,8 +238,9 @@ def _check(recipe: Recipe, branch: BranchSpec, config: dict[str, Any], found: li
 
 
 def check_branch_configs(plan: Plan) -> list[str]:
-    """Validate every distinct branch config of the plan with Axolotl (one per teacher and kind of
-    start, typically); raise RecipeError on the first problem. Returns Axolotl's warnings."""
+    """Validate every distinct branch config of the plan with Axolotl (typically one per teacher);
+    raise RecipeError on the first problem. Returns notes: Axolotl's warnings, and unknown keys left
+    empty (harmless: Axolotl drops them)."""
     found: list[str] = []
     seen: set[str] = set()
     for step in plan.steps:
