@@ -176,6 +176,25 @@ def test_adapter_size_estimate_is_the_size_of_peft_adapter_weights(toy, tmp_path
     assert "copy of the student per branch, mergekit's LoRA merge cache" in disk
 
 
+def test_an_adapter_branch_is_evaluated_on_its_student(toy, tmp_path):
+    """Baselines (single, union) with adapters are evaluated as their student plus the adapter."""
+    import shutil
+
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from mot_plugin.evaluate import evaluate
+
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(toy["student"]),
+                           LoraConfig(r=4, target_modules=["q_proj"]))
+    model.save_pretrained(tmp_path / "branch")
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):  # as Axolotl leaves them
+        shutil.copy(toy["student"] / name, tmp_path / "branch" / name)
+    adapter = evaluate(tmp_path / "branch", toy["eval"], limit=2, max_new_tokens=4)
+    student = evaluate(toy["student"], toy["eval"], limit=2, max_new_tokens=4)
+    assert adapter["mean_response_tokens"] == student["mean_response_tokens"], "B = 0: the student itself"
+
+
 def test_every_adapter_method_is_a_mergekit_method():
     from mergekit.merge_methods.registry import registered_methods
 
