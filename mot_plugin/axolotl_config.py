@@ -37,7 +37,7 @@ REPLACED = {
     "evals_per_epoch": "is dropped: branches train max_steps, not epochs (eval_steps still works)",
 }
 """Recipe keys mot replaces in every branch config, with the note `mot plan` prints."""
-EPOCH_KEYS = ("num_epochs", "saves_per_epoch", "save_steps", "evals_per_epoch")
+SCHEDULE_KEYS = ("num_epochs", "saves_per_epoch", "save_steps", "evals_per_epoch")
 """Dropped from branch configs: `max_steps` and `save_strategy: no` take their place."""
 HUB_KEYS = ("hub_model_id", "hub_strategy", "hub_revision", "push_to_hub", "hub_private_repo")
 """Kept in recipe.yaml, never given to a branch (a branch is not the model to push)."""
@@ -65,7 +65,7 @@ def own_keys(config: dict[str, Any], recipe: Recipe, branch: BranchSpec) -> dict
     """Apply what mot owns to a branch config (in place): drop per-epoch schedules, hub keys and
     shared run ids; name the branch's tracker runs; keep `lora_model_dir` only for branches that
     start from the recipe's student (later students already hold that adapter)."""
-    for key in (*EPOCH_KEYS, *HUB_KEYS, *PER_RUN_KEYS):
+    for key in (*SCHEDULE_KEYS, *HUB_KEYS, *PER_RUN_KEYS):
         config.pop(key, None)
     if branch.student != recipe.student:
         config.pop("lora_model_dir", None)
