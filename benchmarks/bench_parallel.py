@@ -1,7 +1,7 @@
 """One MoT round of four tiny branches, run one at a time and two at a time (`launch.parallel: 2`).
 
 Runs both in this one command on freshly generated toy data (the built-in default's student and
-teachers; the fourth teacher is a second copy of `split` under another name). Prints each run's
+teachers; the fourth teacher is a second copy of `wordy` under another name). Prints each run's
 total wall time, the round's wall time (first branch start to merge done) and their ratios. With
 `parallel: 2` each teacher's data is tokenized first in `prepare/<teacher>` steps; their time is in
 the total, not in the round.
@@ -23,7 +23,7 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-TEACHERS = {"column": "column", "split": "split", "countup": "countup", "split2": "split"}
+TEACHERS = {"brief": "brief", "wordy": "wordy", "tensfirst": "tensfirst", "wordy2": "wordy"}
 
 
 def recipe_for(work: Path, parallel: int, steps: int, devices: list[str]) -> Path:

@@ -14,6 +14,7 @@ import importlib
 import json
 import logging
 import os
+import re
 from contextlib import contextmanager
 from functools import cache
 from types import SimpleNamespace
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 from pydantic import ValidationError
 
-from mot_plugin.recipe import Recipe, RecipeError
+from mot_plugin.recipe import SEED_DIR, Recipe, RecipeError
 from mot_plugin.specs import BranchSpec
 
 if TYPE_CHECKING:
@@ -53,6 +54,15 @@ def run_suffix(branch: BranchSpec) -> str:
     return f"r{branch.round:02d}-{branch.teacher.name}" if branch.round else branch.step_id.split("/", 1)[1]
 
 
+def run_name(recipe: Recipe, chosen: str | None) -> str:
+    """The tracker name of the whole MoT run: `chosen` (the recipe's `wandb_name`, ...) or the run
+    directory's name; one of several seeds (`RUN_DIR/seed-N`) adds `-seed-N`."""
+    run_dir = recipe.run_dir
+    if re.fullmatch(SEED_DIR.format(r"-?\d+"), run_dir.name):
+        return f"{chosen or run_dir.parent.name}-{run_dir.name}"
+    return chosen or run_dir.name
+
+
 def _uses_wandb(config: dict[str, Any]) -> bool:
     return bool(config.get("wandb_project") or config.get("use_wandb"))
 
@@ -69,13 +79,12 @@ def own_keys(config: dict[str, Any], recipe: Recipe, branch: BranchSpec) -> dict
         config.pop(key, None)
     if branch.student != recipe.student:
         config.pop("lora_model_dir", None)
-    name = recipe.run_dir.name
     if _uses_wandb(config):
-        run = config.get("wandb_name") or name
+        run = run_name(recipe, config.get("wandb_name"))
         config["wandb_run_group"] = config.get("wandb_run_group") or run
         config["wandb_name"] = f"{run}-{run_suffix(branch)}"
     if _uses_mlflow(config):
-        config["mlflow_run_name"] = f"{config.get('mlflow_run_name') or name}-{run_suffix(branch)}"
+        config["mlflow_run_name"] = f"{run_name(recipe, config.get('mlflow_run_name'))}-{run_suffix(branch)}"
     return config
 
 
@@ -106,14 +115,13 @@ def notes(recipe: Recipe) -> list[str]:
     if recipe.axolotl.get("lora_model_dir"):
         lines.append(f"lora_model_dir: {recipe.axolotl['lora_model_dir']} starts round 1 and the baselines; "
                      f"later rounds start from the merged student, which holds it already")
-    run = recipe.run_dir.name
     if _uses_wandb(recipe.axolotl):
-        name = recipe.axolotl.get("wandb_name") or run
+        name = run_name(recipe, recipe.axolotl.get("wandb_name"))
         group = recipe.axolotl.get("wandb_run_group") or name
         lines.append(f"W&B: each branch is its own run, {name}-r01-<teacher>, ... (baselines {name}-single-<teacher>, "
                      f"{name}-union, ...), all in group {group}")
     if _uses_mlflow(recipe.axolotl):
-        name = recipe.axolotl.get("mlflow_run_name") or run
+        name = run_name(recipe, recipe.axolotl.get("mlflow_run_name"))
         lines.append(f"MLflow: each branch is its own run, {name}-r01-<teacher>, ... (baselines "
                      f"{name}-single-<teacher>, ...), in experiment {recipe.axolotl.get('mlflow_experiment_name')}")
     return lines

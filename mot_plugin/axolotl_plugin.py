@@ -45,7 +45,8 @@ class _TrainerState(TrainerCallback):
 
 
 class MotBranchPlugin(BasePlugin):
-    """Records the branch's result (steps, final train loss, tokens trained, runtime)."""
+    """Records the branch's result (steps, final train loss, tokens trained, runtime, the loss at every
+    logged step)."""
 
     def __init__(self):
         super().__init__()
@@ -67,16 +68,17 @@ class MotBranchPlugin(BasePlugin):
         state = self._callback.state
         if state is None or int(os.environ.get("LOCAL_RANK", "0")) != 0:
             return
-        losses = [entry["loss"] for entry in state.log_history if "loss" in entry]
+        curve = [[entry["step"], entry["loss"]] for entry in state.log_history if "loss" in entry]
         summary = next((e for e in reversed(state.log_history) if "train_loss" in e), {})
         result = {
             "step": cfg.mot_step,
             "steps": state.global_step,
-            "final_train_loss": losses[-1] if losses else None,
+            "final_train_loss": curve[-1][1] if curve else None,
             "mean_train_loss": summary.get("train_loss"),
             "tokens_trained": int(state.num_input_tokens_seen),
             "train_seconds": round(self._callback.train_seconds, 2),
             "process_seconds": round(time.time() - self._process_start, 2),
+            "loss_curve": curve,
         }
         out = Path(cfg.output_dir) / RESULT_FILE
         tmp = out.with_suffix(".tmp")

@@ -12,10 +12,11 @@ import click
 from mot_plugin import adapters
 from mot_plugin.axolotl_config import check_branch_configs, notes
 from mot_plugin.data.cli import data
+from mot_plugin.diagnostics import summary
 from mot_plugin.planner import Plan, human_bytes, plan_run, weights_bytes
 from mot_plugin.plugins import plugin_manager
 from mot_plugin.process import StepFailed
-from mot_plugin.recipe import RecipeError, load_recipe
+from mot_plugin.recipe import RecipeError, load_recipe, seed_run_dirs, with_seed
 from mot_plugin.runner import RunLocked, run_plan, status_rows, step_state, write_configs
 
 
@@ -24,31 +25,47 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
-def _plan(recipe_path: str | Path, check_files: bool = True) -> tuple[Plan, object]:
-    """Load, check and plan a recipe. With `check_files` (plan, run), also validate every branch
-    config with Axolotl and print a note for each key mot replaces."""
+def _plans(recipe_path: str | Path, seeds: tuple[int, ...] = (), check_files: bool = True) -> tuple[list[Plan], object]:
+    """The plan of the recipe, or with `seeds` one plan per seed (each in `<run_dir>/seed-N`). With
+    `check_files` (plan, run), also validate every branch config with Axolotl and print a note for
+    each key mot replaces."""
     recipe = load_recipe(recipe_path, check_files=check_files)
     pm = plugin_manager(recipe.mot.plugins)
-    try:
-        pm.hook.mot_check_recipe(recipe=recipe)
-    except RecipeError as err:
-        raise RecipeError(str(err) if str(err).startswith(recipe.source) else f"{recipe.source}: {err}") from None
-    the_plan = plan_run(recipe, pm.hook)
+    plans = []
+    for one in [with_seed(recipe, seed) for seed in dict.fromkeys(seeds)] or [recipe]:
+        try:
+            pm.hook.mot_check_recipe(recipe=one)
+        except RecipeError as err:
+            raise RecipeError(str(err) if str(err).startswith(one.source) else f"{one.source}: {err}") from None
+        plans.append(plan_run(one, pm.hook))
     if check_files:
-        for line in [*notes(recipe), *check_branch_configs(the_plan)]:
+        found = [line for the_plan in plans for line in check_branch_configs(the_plan)]
+        for line in dict.fromkeys([*notes(plans[0].recipe), *found]):
             click.echo(f"note: {line}")
-    return the_plan, pm
+    return plans, pm
 
 
 def _run_dir_plan(run_dir: str) -> Plan:
     """The plan of an existing run directory, from the recipe it was run with."""
     recipe_file = Path(run_dir) / "recipe.yaml"
     if not recipe_file.is_file():
-        _fail(f"{recipe_file}: not found (is {run_dir} a run directory made by mot plan or mot run?)", 2)
+        seeds = seed_run_dirs(Path(run_dir))
+        hint = (f"it holds runs of several seeds, e.g. {seeds[0]}" if seeds
+                else f"is {run_dir} a run directory made by mot plan or mot run?")
+        _fail(f"{recipe_file}: not found ({hint})", 2)
     try:
-        return _plan(recipe_file, check_files=False)[0]
+        return _plans(recipe_file, check_files=False)[0][0]
     except RecipeError as err:
         _fail(str(err), 2)
+
+
+def _run_command(recipe: str, seeds: tuple[int, ...]) -> str:
+    return f"mot run {recipe}" + "".join(f" --seed {seed}" for seed in dict.fromkeys(seeds))
+
+
+SEED_OPTION = click.option(
+    "--seed", "seeds", type=int, multiple=True,
+    help="Run with mot.seed N in RUN_DIR/seed-N; repeat for several seeds (combined report in RUN_DIR).")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -58,13 +75,22 @@ def main() -> None:
 
 @main.command()
 @click.argument("recipe", type=click.Path(dir_okay=False))
-def plan(recipe: str) -> None:
+@SEED_OPTION
+def plan(recipe: str, seeds: tuple[int, ...]) -> None:
     """Validate RECIPE, write every config file of the run, and print the plan. Runs nothing."""
     try:
-        the_plan, _ = _plan(recipe)
-        write_configs(the_plan)
+        plans, _ = _plans(recipe, seeds)
+        for the_plan in plans:
+            write_configs(the_plan)
     except RecipeError as err:
         _fail(str(err), 2)
+    for the_plan in plans:
+        _print_plan(the_plan)
+    click.echo(f"Wrote {sum(len(p.steps) for p in plans)} step configs and recipe.yaml; nothing was run. "
+               f"Next: {_run_command(recipe, seeds)}")
+
+
+def _print_plan(the_plan: Plan) -> None:
     mot = the_plan.recipe.mot
     click.echo(f"Plan for {the_plan.recipe.run_dir}")
     click.echo(f"  {len(mot.teachers)} teachers x {mot.rounds} rounds x {mot.steps_per_round} steps = "
@@ -73,7 +99,6 @@ def plan(recipe: str) -> None:
     for step in the_plan.steps:
         click.echo(f"  {step.id:<32} {step_state(step):<8} {step.config_path}")
     click.echo(f"  disk: {_disk(the_plan)}")
-    click.echo(f"Wrote {len(the_plan.steps)} step configs and recipe.yaml; nothing was run. Next: mot run {recipe}")
 
 
 def _disk(the_plan: Plan) -> str:
@@ -98,31 +123,52 @@ def _disk(the_plan: Plan) -> str:
 
 @main.command()
 @click.argument("recipe", type=click.Path(dir_okay=False))
-def run(recipe: str) -> None:
-    """Run RECIPE; running it again resumes where it stopped."""
+@SEED_OPTION
+def run(recipe: str, seeds: tuple[int, ...]) -> None:
+    """Run RECIPE (once per --seed, one after another); running it again resumes where it stopped."""
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stops the running step's process too
+    again = _run_command(recipe, seeds)
     try:
-        the_plan, pm = _plan(recipe)
-        run_plan(the_plan, pm.hook, echo=click.echo)
-    except (RecipeError, RunLocked) as err:
+        plans, pm = _plans(recipe, seeds)
+    except RecipeError as err:
         _fail(str(err), 2)
-    except StepFailed as err:
-        _fail(f"{err} (finished steps are kept; rerun `mot run {recipe}` to resume)", 1)
-    click.echo(f"Final student: {the_plan.final_student()}")
-    if the_plan.recipe.mot.eval:
+    for the_plan in plans:
+        if seeds:
+            click.echo(f"Seed {the_plan.recipe.mot.seed}: {the_plan.recipe.run_dir}")
+        try:
+            run_plan(the_plan, pm.hook, echo=click.echo)
+        except (RecipeError, RunLocked) as err:
+            _fail(str(err), 2)
+        except StepFailed as err:
+            _fail(f"{err} (finished steps are kept; rerun `{again}` to resume)", 1)
+        click.echo(f"Final student: {the_plan.final_student()}")
+        if the_plan.recipe.mot.eval:
+            from mot_plugin.report import write_report
+
+            click.echo(f"Report: {write_report([the_plan])}")
+    if seeds and plans[0].recipe.mot.eval:
         from mot_plugin.report import write_report
 
-        click.echo(f"Report: {write_report([the_plan])}")
+        click.echo(f"Report over {len(plans)} seeds: {write_report(plans, plans[0].recipe.run_dir.parent)}")
 
 
 @main.command()
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(file_okay=False))
 def report(run_dirs: tuple[str, ...]) -> None:
     """Write metrics.json, report.md, accuracy.png and the final model's card for RUN_DIRS
-    (several run directories of one recipe, e.g. seeds, are reported as mean and std)."""
+    (several run directories of one recipe, e.g. seeds, are reported as mean and std; a directory
+    holding `mot run --seed` runs is reported for each seed, then combined)."""
     from mot_plugin.report import write_report
 
-    click.echo(f"Report: {write_report([_run_dir_plan(d) for d in run_dirs])}")
+    parent = Path(run_dirs[0])
+    seeds = seed_run_dirs(parent) if len(run_dirs) == 1 and not (parent / "recipe.yaml").is_file() else []
+    if not seeds:
+        click.echo(f"Report: {write_report([_run_dir_plan(d) for d in run_dirs])}")
+        return
+    plans = [_run_dir_plan(str(d)) for d in seeds]
+    for the_plan in plans:
+        write_report([the_plan])
+    click.echo(f"Report: {write_report(plans, parent)}")
 
 
 @main.command("eval")
@@ -160,8 +206,12 @@ def status(run_dir: str) -> None:
         if result.get("accuracy") is not None:
             parts.append(f"accuracy {100 * result['accuracy']:.1f}%, unextracted {result['unextracted']}")
         if "steps" in result:
-            parts.append(f"steps {result['steps']}, loss {result['final_train_loss']:.4f}, "
+            loss = result.get("final_train_loss")
+            parts.append(f"steps {result['steps']}, loss {'n/a' if loss is None else f'{loss:.4f}'}, "
                          f"tokens {result['tokens_trained']}")
+        diagnostics = result.get("diagnostics")
+        if diagnostics:
+            parts.append(summary(diagnostics))
         if row["state"] == "done" and row["where"].get("job_id"):
             parts.append(f"{row['where'].get('launcher', '?')} job {row['where']['job_id']}")
         if row["pruned"]:
@@ -177,16 +227,23 @@ def status(run_dir: str) -> None:
         if row["error"] and row["state"] == "failed":
             parts.append(row["error"])
         click.echo("  ".join(parts))
+        for warning in (diagnostics or {}).get("warnings", []):
+            click.echo(f"    warning: {warning}")
 
 
 @main.command()
 @click.argument("out_dir", type=click.Path(file_okay=False), default="toy")
 @click.option("--seed", default=0, show_default=True)
-def toy(out_dir: str, seed: int) -> None:
-    """Write the built-in default's tiny student and three synthetic teachers into OUT_DIR."""
-    from mot_plugin.toy import make_toy
+@click.option("--pretrain-steps", default=None, type=click.IntRange(min=0),
+              help="Pretraining steps of the student (default: the built-in default's; 0: a random init).")
+def toy(out_dir: str, seed: int, pretrain_steps: int | None) -> None:
+    """Write the built-in default's tiny pretrained student, three teachers' corpora and 300 held-out
+    problems into OUT_DIR (about a minute on 2 CPU cores)."""
+    from mot_plugin.toy import PRETRAIN_STEPS, make_toy
 
-    paths = make_toy(out_dir, seed=seed)
+    steps = PRETRAIN_STEPS if pretrain_steps is None else pretrain_steps
+    click.echo(f"Pretraining the student ({steps} steps) ..." if steps else "Student: a random init")
+    paths = make_toy(out_dir, seed=seed, pretrain_steps=steps)
     for name, path in paths.items():
         click.echo(f"{name}: {path}")
 

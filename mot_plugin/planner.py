@@ -1,8 +1,9 @@
 """The planner: recipe -> the ordered steps of a run, each with the exact config it needs.
 
 Pure: it asks the planning hooks for configs and computes fingerprints; it writes nothing.
-Order: the round-0 student's evaluation, then each round (branches, merge, evaluation), then the
-baselines (each followed by its evaluation).
+Order: the round-0 student's evaluation, then each round (branches, merge, the branches' evaluations
+when `eval.branches` is on, the merged student's evaluation), then the baselines (each followed by its
+evaluation).
 """
 
 from __future__ import annotations
@@ -155,19 +156,21 @@ class _Planner:
             fingerprint=fingerprint(config, branches), deps=tuple(b.id for b in branches),
         ))
 
-    def evaluate(self, name: str, round_: int, model: Step | None, ends_round: bool = False) -> None:
+    def evaluate(self, name: str, round_: int, model: Step | None, ends_round: bool = False, *,
+                 role: str = "round", teacher: str | None = None, after: tuple[Step, ...] = ()) -> Step | None:
+        """The evaluation of `model` (None: the recipe's student), run once the steps `after` finished too."""
         settings = self.recipe.mot.eval
         if settings is None:
-            return
+            return None
         directory = self.run_dir / "eval" / name
-        spec = EvalSpec(step_id=f"eval/{name}", round=round_, name=name,
+        spec = EvalSpec(step_id=f"eval/{name}", round=round_, name=name, role=role, teacher=teacher,
                         model=str(model.output_dir) if model else self.recipe.student, output_dir=directory / "out")
-        config = {"model": spec.model, **settings.model_dump(mode="json")}
-        self._add(Step(
+        config = {"model": spec.model, **settings.model_dump(mode="json", exclude={"branches"})}
+        return self._add(Step(
             id=spec.step_id, kind="eval", spec=spec, config=config, config_path=directory / "eval.yaml",
             log_path=directory / "eval.log", marker_path=directory / "done.json",
-            fingerprint=fingerprint(config, [model] if model else []), deps=(model.id,) if model else (),
-            ends_round=ends_round,
+            fingerprint=fingerprint(config, [model] if model else []),
+            deps=((model.id,) if model else ()) + tuple(s.id for s in after), ends_round=ends_round,
         ))
 
     def _add(self, step: Step) -> Step:
@@ -188,7 +191,13 @@ class _Planner:
             student = self.merge(f"round-{r:02d}/merge", r, branches, student, round_dir)
             if mot.eval is None:
                 self.steps[-1] = student = replace(student, ends_round=True)
-            self.evaluate(f"round-{r:02d}", r, student, ends_round=True)
+            branch_evals = tuple(
+                self.evaluate(f"round-{r:02d}-branch-{b.spec.teacher.name}", r, b, role="branch",
+                              teacher=b.spec.teacher.name)
+                for b in branches
+            ) if mot.eval and mot.eval.branches else ()
+            # the round's last step waits for its branch evaluations: `mot_round_end` sees them all
+            self.evaluate(f"round-{r:02d}", r, student, ends_round=True, after=branch_evals)
 
     def baselines(self) -> None:
         mot = self.recipe.mot
@@ -201,11 +210,11 @@ class _Planner:
                 name = f"single-{t.name}"
                 singles.append(self.branch(f"baseline/{name}", 0, t, None, base_dir / name, matched, mot.seed))
                 if "single" in mot.baselines:
-                    self.evaluate(name, 0, singles[-1])
+                    self.evaluate(name, 0, singles[-1], role="baseline")
         if "union" in mot.baselines:
             union = Teacher(name="union", datasets=[d for t in mot.teachers for d in t.datasets])
             step = self.branch("baseline/union", 0, union, None, base_dir / "union", matched, mot.seed)
-            self.evaluate("union", 0, step)
+            self.evaluate("union", 0, step, role="baseline")
         if "oneshot" in mot.baselines:
             branches = singles if matched == lineage else [
                 self.branch(f"baseline/oneshot-{t.name}", 0, t, None, base_dir / f"oneshot-{t.name}", lineage,
@@ -213,7 +222,7 @@ class _Planner:
                 for t in mot.teachers
             ]
             step = self.merge("baseline/oneshot", 0, branches, None, base_dir / "oneshot")
-            self.evaluate("oneshot", 0, step)
+            self.evaluate("oneshot", 0, step, role="baseline")
 
 
 def plan_run(recipe: Recipe, hook: pluggy.HookRelay) -> Plan:

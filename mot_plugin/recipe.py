@@ -7,7 +7,8 @@ that names the file, key or line at fault.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -95,6 +96,9 @@ class Eval(_Strict):
     """Evaluate only the first `limit` problems."""
     backend: Literal["transformers", "vllm"] = "transformers"
     """`transformers` (tested here, CPU or GPU) or `vllm` (when installed)."""
+    branches: bool = False
+    """Also evaluate every MoT round's branches (before their weights are deleted), so the report
+    can show each merge's gain over its branches."""
 
 
 class Ray(_Strict):
@@ -155,7 +159,7 @@ class MotConfig(_Strict):
     run_dir: str = "runs/mot"
     """Where the run lives (relative paths are relative to the working directory)."""
     seed: int = 42
-    """Base seed; round r's branches train with `seed + r - 1`."""
+    """Base seed; round r's branches train with `seed + r - 1` (`mot run --seed N` sets it per run)."""
     plugins: list[str] = []
     """Python modules to load as MoT plugins for this recipe (besides installed entry points)."""
     eval: Eval | None = None
@@ -219,6 +223,26 @@ class Recipe:
     def to_dict(self) -> dict[str, Any]:
         """The recipe as YAML-ready data (what `recipe.yaml` in the run directory holds)."""
         return {**self.axolotl, "mot": self.mot.model_dump(mode="json")}
+
+
+SEED_DIR = "seed-{}"
+"""A seed's run directory under `mot.run_dir` when `mot run --seed N` runs several seeds."""
+
+
+def with_seed(recipe: Recipe, seed: int) -> Recipe:
+    """The recipe of one of several seeds: `mot.seed` is `seed`, the run lives in `<run_dir>/seed-<seed>`."""
+    run_dir = recipe.run_dir / SEED_DIR.format(seed)
+    return replace(recipe, mot=recipe.mot.model_copy(update={"seed": seed, "run_dir": str(run_dir)}))
+
+
+def seed_run_dirs(run_dir: Path) -> list[Path]:
+    """The seed run directories (`seed-N` holding a `recipe.yaml`) under `run_dir`, by seed."""
+    found = {}
+    for path in run_dir.glob(SEED_DIR.format("*")):
+        match = re.fullmatch(SEED_DIR.format(r"(-?\d+)"), path.name)
+        if match and (path / "recipe.yaml").is_file():
+            found[int(match.group(1))] = path
+    return [found[seed] for seed in sorted(found)]
 
 
 def load_recipe(path: str | Path, *, check_files: bool = True) -> Recipe:

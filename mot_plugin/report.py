@@ -1,7 +1,8 @@
-"""Metrics, the Markdown report, the accuracy plot and the final model's card.
+"""Metrics of a run, read from its step markers, and the files of its report.
 
-Everything is read from the step markers of one or more run directories (several runs of one recipe
-with different seeds are reported as mean ± std); nothing is recomputed.
+Everything is read from the step markers (and the evaluations' `samples.jsonl`) of one or more run
+directories; several runs of one recipe with different seeds are combined as mean ± std. The
+Markdown is written by `report_md`, the plot by `report_plot`.
 """
 
 from __future__ import annotations
@@ -10,11 +11,18 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from mot_plugin.atomic import read_json, write_json, write_text
+from mot_plugin.jsonl import read_jsonl
 from mot_plugin.planner import Plan
 from mot_plugin.recipe import dump_yaml
-from mot_plugin.atomic import read_json, write_json, write_text
+from mot_plugin.report_md import render_markdown
+from mot_plugin.specs import Step
+from mot_plugin.stats import mcnemar_exact, paired_counts, wilson_interval
 
 EVAL_FIELDS = ("accuracy", "accuracy_std", "unextracted", "mean_response_tokens")
+TABLES = ("paired", "diagnostics", "training")
+"""Per-run tables; combined runs concatenate them, each row naming its run."""
+PLOT = "accuracy.png"
 
 
 def _results(plan: Plan) -> dict[str, dict[str, Any]]:
@@ -27,7 +35,7 @@ def _results(plan: Plan) -> dict[str, dict[str, Any]]:
     return done
 
 
-def _training(steps: list, done: dict) -> dict[str, Any]:
+def _training(steps: list[Step], done: dict) -> dict[str, Any]:
     """Compute and loss of a group of branch and merge steps."""
     branches = [done[s.id]["result"] for s in steps if s.kind == "branch" and s.id in done]
     losses = [b["final_train_loss"] for b in branches if b.get("final_train_loss") is not None]
@@ -39,157 +47,153 @@ def _training(steps: list, done: dict) -> dict[str, Any]:
     }
 
 
-def _evaluation(plan: Plan, done: dict, name: str) -> dict[str, Any]:
-    marker = done.get(f"eval/{name}")
-    return {k: marker["result"].get(k) for k in EVAL_FIELDS} if marker else dict.fromkeys(EVAL_FIELDS)
+def _evaluation(step: Step | None, done: dict) -> dict[str, Any]:
+    """An evaluation's numbers, with a 95% Wilson interval over its n = problems x samples answers."""
+    marker = done.get(step.id) if step else None
+    if not marker:
+        return {**dict.fromkeys(EVAL_FIELDS), "n": None, "ci": None}
+    result = marker["result"]
+    row = {k: result.get(k) for k in EVAL_FIELDS}
+    n = (result.get("n_problems") or 0) * (result.get("n_samples") or 1)
+    ci = wilson_interval(round(row["accuracy"] * n), n) if n and row["accuracy"] is not None else None
+    return {**row, "n": n or None, "ci": [round(v, 4) for v in ci] if ci else None}
+
+
+def _merge_gain(merged: float | None, branches: dict[str, dict]) -> dict[str, Any] | None:
+    """The merged model's accuracy minus its branches' mean and best, in points."""
+    scores = {t: b["accuracy"] for t, b in branches.items() if b["accuracy"] is not None}
+    if merged is None or not scores or len(scores) < len(branches):
+        return None
+    best = max(scores, key=scores.get)
+    return {"vs_mean": round(100 * (merged - statistics.mean(scores.values())), 2),
+            "vs_best": round(100 * (merged - scores[best]), 2), "best_branch": best}
+
+
+def _verdicts(step: Step) -> tuple[dict[int, bool], bool] | None:
+    """Per problem: right or wrong (the majority of its samples, ties wrong), and whether a majority
+    was taken; None without `samples.jsonl`."""
+    path = step.output_dir / "samples.jsonl"
+    if not path.is_file():
+        return None
+    marks: dict[int, list[bool]] = {}
+    for _, row in read_jsonl(path, ValueError):
+        if "problem" in row and "correct" in row:
+            marks.setdefault(int(row["problem"]), []).append(bool(row["correct"]))
+    return ({p: 2 * sum(m) > len(m) for p, m in marks.items()}, any(len(m) > 1 for m in marks.values()))
+
+
+def _paired(final: Step, baselines: list[Step], done: dict) -> list[dict[str, Any]]:
+    """MoT's final round against each baseline on the problems both answered: exact McNemar."""
+    mine = _verdicts(final) if final.id in done else None
+    rows = []
+    for step in baselines:
+        theirs = _verdicts(step) if step.id in done else None
+        if not mine or not theirs:
+            continue
+        problems = sorted(mine[0].keys() & theirs[0].keys())
+        _, b, c, _ = paired_counts([mine[0][p] for p in problems], [theirs[0][p] for p in problems])
+        rows.append({"baseline": step.spec.name, "round": final.round, "problems": len(problems), "b": b, "c": c,
+                     "p": mcnemar_exact(b, c), "majority": mine[1] or theirs[1]})
+    return rows
+
+
+def _diagnostics(merges: list[Step], done: dict) -> list[dict[str, Any]]:
+    """Each round's merge diagnostics, when the merge recorded them."""
+    rows = []
+    for step in merges:
+        diagnostics = (done.get(step.id) or {}).get("result", {}).get("diagnostics")
+        if isinstance(diagnostics, dict):
+            rows.append({"round": step.round, **diagnostics})
+    return rows
+
+
+def _branch_rows(steps: tuple[Step, ...], done: dict) -> list[dict[str, Any]]:
+    """One row per finished branch (MoT and baseline): steps, final loss, tokens, loss curve."""
+    rows = []
+    for step in steps:
+        if step.kind != "branch" or step.id not in done:
+            continue
+        result = done[step.id]["result"]
+        rows.append({"round": step.round, "name": step.spec.teacher.name if step.round else step.id.split("/")[-1],
+                     "baseline": step.round == 0, "steps": result.get("steps"),
+                     "final_train_loss": result.get("final_train_loss"),
+                     "tokens_trained": result.get("tokens_trained"), "loss_curve": result.get("loss_curve") or []})
+    return rows
 
 
 def collect_metrics(plan: Plan) -> dict[str, Any]:
-    """Per round (0 = the student) and per baseline: accuracy and compute, from the markers."""
+    """Per round (0 = the student) and per baseline: accuracy and compute, from the markers; the
+    branches' accuracies and the merge's gain, paired tests, merge diagnostics and training curves."""
     done = _results(plan)
     mot = plan.recipe.mot
-    rounds, branch_steps, tokens = [], 0, 0
+    evals = [s for s in plan.steps if s.kind == "eval"]
+    rounds, round_evals, branch_steps, tokens = [], {}, 0, 0
     for r in range(0, mot.rounds + 1):
-        steps = [s for s in plan.steps if s.round == r and s.id.startswith(("round-", "eval/round-"))]
+        steps = [s for s in plan.steps if s.round == r and (r > 0 or s.kind == "eval" and s.spec.role == "round")]
+        round_evals[r] = next((s for s in steps if s.kind == "eval" and s.spec.role == "round"), None)
         training = _training(steps, done)
         branch_steps += training["branch_steps"]
         tokens += training["tokens_trained"]
-        rounds.append({"round": r, **_evaluation(plan, done, f"round-{r:02d}"), **training,
-                       "cumulative_branch_steps": branch_steps, "cumulative_tokens_trained": tokens})
-    baselines = {}
-    for step in plan.steps:
-        if step.kind == "eval" and not step.spec.name.startswith("round-"):
-            model_step = next(s for s in plan.steps if s.id == step.deps[0])
-            group = [step, model_step] + [s for s in plan.steps if s.id in model_step.deps]
-            baselines[step.spec.name] = {**_evaluation(plan, done, step.spec.name), **_training(group, done)}
+        row = {"round": r, **_evaluation(round_evals[r], done), **training,
+               "cumulative_branch_steps": branch_steps, "cumulative_tokens_trained": tokens}
+        branches = {s.spec.teacher: _evaluation(s, done) for s in steps if s.kind == "eval" and s.spec.role == "branch"}
+        if branches:
+            row.update(branches=branches, merge_gain=_merge_gain(row["accuracy"], branches))
+        rounds.append(row)
+    baselines, baseline_evals = {}, [s for s in evals if s.spec.role == "baseline"]
+    for step in baseline_evals:
+        model_step = next(s for s in plan.steps if s.id == step.deps[0])
+        group = [step, model_step] + [s for s in plan.steps if s.id in model_step.deps]
+        baselines[step.spec.name] = {**_evaluation(step, done), **_training(group, done)}
+    scored = [row["round"] for row in rounds if row["accuracy"] is not None]
     return {
         "run_dir": str(plan.recipe.run_dir),
         "student": plan.recipe.student,
         "teachers": [t.name for t in mot.teachers],
         "rounds": mot.rounds,
         "steps_per_round": mot.steps_per_round,
+        "seed": mot.seed,
         "merge": mot.merge.method,
         "baseline_budget": mot.baseline_budget,
         "eval": mot.eval.model_dump(mode="json") if mot.eval else None,
         "mot": rounds,
         "baselines": baselines,
+        "paired": _paired(round_evals[scored[-1]], baseline_evals, done) if scored else [],
+        "diagnostics": _diagnostics([s for s in plan.steps if s.kind == "merge" and s.round > 0], done),
+        "training": _branch_rows(plan.steps, done),
     }
 
 
-def _mean_std(values: list) -> tuple[float | None, float | None]:
-    values = [v for v in values if v is not None]
-    if not values:
-        return None, None
-    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+def _across(entries: list[dict], key: str) -> dict[str, Any]:
+    """`key` over runs: its mean, its std across runs and every run's value."""
+    per_run = [entry.get(key) for entry in entries]
+    values = [v for v in per_run if v is not None]
+    mean = statistics.mean(values) if values else None
+    std = statistics.stdev(values) if len(values) > 1 else (0.0 if values else None)
+    return {key: mean, f"{key}_std_across_runs": std, f"{key}_per_run": per_run}
 
 
-def combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Several runs (seeds) of one recipe: accuracy as mean and std across runs, per row."""
+def combine(runs: list[dict[str, Any]], run_dir: Path) -> dict[str, Any]:
+    """Several runs (seeds) of one recipe: accuracies and merge gains as mean and std across runs,
+    with every run's value; intervals stay per run; per-run tables name their run."""
     first = runs[0]
+    labels = [Path(run["run_dir"]).name for run in runs]
     rows = []
     for i, row in enumerate(first["mot"]):
-        mean, std = _mean_std([run["mot"][i]["accuracy"] for run in runs if i < len(run["mot"])])
-        rows.append({**row, "accuracy": mean, "accuracy_std_across_runs": std})
-    baselines = {}
-    for name, row in first["baselines"].items():
-        mean, std = _mean_std([run["baselines"].get(name, {}).get("accuracy") for run in runs])
-        baselines[name] = {**row, "accuracy": mean, "accuracy_std_across_runs": std}
-    return {**first, "runs": [run["run_dir"] for run in runs], "mot": rows, "baselines": baselines}
-
-
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{100 * value:.1f}%"
-
-
-def _cell(value: Any) -> str:
-    return "–" if value is None else str(value)
-
-
-def _spread(row: dict) -> str:
-    std = row.get("accuracy_std_across_runs", row.get("accuracy_std"))
-    return "" if std in (None, 0.0) else f" ± {100 * std:.1f}"
-
-
-def render_markdown(metrics: dict[str, Any], plot_name: str | None) -> str:
-    """The report: every round, every baseline, final and best round, and the compute each used."""
-    runs = metrics.get("runs", [metrics["run_dir"]])
-    lines = [f"# MoT report: {Path(metrics['run_dir']).name}", ""]
-    lines.append(f"- student: `{metrics['student']}`; teachers: {', '.join(metrics['teachers'])}")
-    lines.append(f"- {metrics['rounds']} rounds x {metrics['steps_per_round']} steps per branch; "
-                 f"merge: {metrics['merge']}; baseline budget: {metrics['baseline_budget']}")
-    if metrics["eval"]:
-        ev = metrics["eval"]
-        decoding = "greedy" if ev["samples"] == 1 else f"{ev['samples']} samples at temperature {ev['temperature']}"
-        lines.append(f"- evaluation: `{ev['data']}`" + (f" (first {ev['limit']})" if ev["limit"] else "") +
-                     f", {decoding}")
-    if len(runs) > 1:
-        lines.append(f"- {len(runs)} runs (seeds); accuracy is the mean ± std across runs")
-    lines += ["", "## MoT, round by round", "",
-              "| round | accuracy | unextracted | mean response tokens | mean final train loss | "
-              "branch-steps (cumulative) | tokens trained (cumulative) | wall s (round) |",
-              "|---|---|---|---|---|---|---|---|"]
-    for row in metrics["mot"]:
-        lines.append(f"| {row['round']} | {_pct(row['accuracy'])}{_spread(row)} | {_cell(row['unextracted'])} | "
-                     f"{_cell(row['mean_response_tokens'])} | {_cell(row['train_loss'])} | {row['cumulative_branch_steps']} | "
-                     f"{row['cumulative_tokens_trained']} | {row['seconds']} |")
-    if metrics["baselines"]:
-        lines += ["", "## Baselines", "",
-                  "| baseline | accuracy | unextracted | mean final train loss | branch-steps | tokens trained | wall s |",
-                  "|---|---|---|---|---|---|---|"]
-        for name, row in metrics["baselines"].items():
-            lines.append(f"| {name} | {_pct(row['accuracy'])}{_spread(row)} | {_cell(row['unextracted'])} | "
-                         f"{_cell(row['train_loss'])} | {row['branch_steps']} | {row['tokens_trained']} | {row['seconds']} |")
-    lines += ["", "## Summary", ""] + _summary(metrics)
-    if plot_name:
-        lines += ["", f"![accuracy per round]({plot_name})"]
-    return "\n".join(lines) + "\n"
-
-
-def _summary(metrics: dict[str, Any]) -> list[str]:
-    rows = [r for r in metrics["mot"] if r["accuracy"] is not None]
-    if not rows:
-        return ["- no evaluation results yet (add `mot.eval` to the recipe, then `mot run` again)"]
-    final = rows[-1]
-    best = max(rows, key=lambda r: r["accuracy"])
-    out = [f"- final round ({final['round']}): {_pct(final['accuracy'])}{_spread(final)} after "
-           f"{final['cumulative_branch_steps']} branch-steps",
-           f"- best round ({best['round']}): {_pct(best['accuracy'])} (picked after the fact; the final round "
-           f"is the fair number)"]
-    scored = {k: v for k, v in metrics["baselines"].items() if v["accuracy"] is not None}
-    if scored:
-        name, row = max(scored.items(), key=lambda kv: kv[1]["accuracy"])
-        delta = 100 * (final["accuracy"] - row["accuracy"])
-        verdict = "above" if delta > 0 else ("equal to" if delta == 0 else "below")
-        out.append(f"- best baseline: {name} at {_pct(row['accuracy'])} with {row['branch_steps']} branch-steps; "
-                   f"MoT's final round is {abs(delta):.1f} points {verdict} it")
-    return out
-
-
-def render_plot(metrics: dict[str, Any], path: Path) -> None:
-    """Accuracy per round for MoT, with each baseline as a horizontal reference line."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = [r for r in metrics["mot"] if r["accuracy"] is not None]
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=100)
-    spreads = [100 * (r.get("accuracy_std_across_runs", r.get("accuracy_std")) or 0) for r in rows]
-    ax.errorbar([r["round"] for r in rows], [100 * r["accuracy"] for r in rows], yerr=spreads, marker="o",
-                linewidth=2, capsize=4, label="MoT", color="black")
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, (name, row) in enumerate(b for b in metrics["baselines"].items() if b[1]["accuracy"] is not None):
-        ax.axhline(100 * row["accuracy"], linestyle="--", color=colors[i % len(colors)], label=name)
-    ax.set_ylim(bottom=0)
-    ax.set_xlabel("round (0 = student before MoT)")
-    ax.set_ylabel("accuracy (%)")
-    ax.set_xticks([r["round"] for r in metrics["mot"]])
-    ax.set_title(f"MoT on {Path(metrics['run_dir']).name}: {metrics['merge']} merge")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+        same = [run["mot"][i] if i < len(run["mot"]) else {} for run in runs]
+        row = {**row, **_across(same, "accuracy"), "ci": None}
+        if "branches" in row:
+            row["branches"] = {t: {**_across([s.get("branches", {}).get(t, {}) for s in same], "accuracy"), "ci": None}
+                               for t in row["branches"]}
+            gains = [s.get("merge_gain") or {} for s in same]
+            row["merge_gain"] = {**_across(gains, "vs_mean"), **_across(gains, "vs_best")}
+        rows.append(row)
+    baselines = {name: {**row, **_across([run["baselines"].get(name, {}) for run in runs], "accuracy"), "ci": None}
+                 for name, row in first["baselines"].items()}
+    tables = {key: [{"run": label, **row} for label, run in zip(labels, runs) for row in run.get(key, [])]
+              for key in TABLES}
+    return {**first, "run_dir": str(run_dir), "runs": [run["run_dir"] for run in runs], "run_labels": labels,
+            "seed": [run.get("seed") for run in runs], "mot": rows, "baselines": baselines, **tables}
 
 
 def model_card(plan: Plan, metrics: dict[str, Any]) -> str:
@@ -201,17 +205,21 @@ def model_card(plan: Plan, metrics: dict[str, Any]) -> str:
             f"them.\n{report}\n## Recipe\n\n```yaml\n{dump_yaml(plan.recipe.to_dict())}```\n")
 
 
-def write_report(plans: list[Plan]) -> Path:
-    """Write metrics.json, report.md, accuracy.png (first run directory) and the model card."""
+def write_report(plans: list[Plan], out_dir: Path | None = None) -> Path:
+    """Write each run's metrics.json and the final model's card; write report.md and accuracy.png
+    (combined over the runs when there are several) into `out_dir`, by default the first run's
+    directory; `out_dir` gets the combined metrics.json too when it is no run's directory."""
+    from mot_plugin.report_plot import render_plot
+
     metrics = [collect_metrics(plan) for plan in plans]
-    for plan, run_metrics in zip(plans, metrics):
-        write_json(plan.recipe.run_dir / "metrics.json", run_metrics)
-    combined = combine(metrics) if len(metrics) > 1 else metrics[0]
-    out = plans[0].recipe.run_dir
-    plot = None
-    if any(r["accuracy"] is not None for r in combined["mot"]):
-        plot = "accuracy.png"
-        render_plot(combined, out / plot)
+    run_dirs = [plan.recipe.run_dir for plan in plans]
+    for run_dir, run_metrics in zip(run_dirs, metrics):
+        write_json(run_dir / "metrics.json", run_metrics)
+    out = Path(out_dir) if out_dir else run_dirs[0]
+    combined = combine(metrics, out) if len(metrics) > 1 else metrics[0]
+    if out not in run_dirs:
+        write_json(out / "metrics.json", combined)
+    plot = PLOT if render_plot(combined, out / PLOT) else None
     write_text(out / "report.md", render_markdown(combined, plot))
     for plan, run_metrics in zip(plans, metrics):
         final = plan.final_student()

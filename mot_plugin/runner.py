@@ -22,6 +22,7 @@ import pluggy
 
 from mot_plugin.atomic import read_json, write_json, write_text
 from mot_plugin.datahash import HASHES_FILE
+from mot_plugin.diagnostics import merge_diagnostics
 from mot_plugin.planner import Plan, human_bytes, weights_bytes
 from mot_plugin.process import StepFailed
 from mot_plugin.recipe import dump_yaml
@@ -29,6 +30,8 @@ from mot_plugin.specs import Step
 
 LOCK_FILE = ".lock"
 CURRENT_FILE = "current.json"
+DIAGNOSTICS_FILE = "diagnostics.json"
+"""A merge's diagnostics, next to its config (`round-01/diagnostics.json`)."""
 
 
 class RunLocked(RuntimeError):
@@ -101,7 +104,13 @@ def _clear(step: Step) -> None:
     stays until the launcher writes a new one: a launcher may need it to stop an orphaned job)."""
     for path in (step.marker_path, step.failed_path):
         path.unlink(missing_ok=True)
+    if step.kind == "merge":
+        _diagnostics_path(step).unlink(missing_ok=True)
     shutil.rmtree(step.output_dir, ignore_errors=True)
+
+
+def _diagnostics_path(merge: Step) -> Path:
+    return merge.config_path.parent / DIAGNOSTICS_FILE
 
 
 def run_plan(plan: Plan, hook: pluggy.HookRelay, echo: Callable[[str], None] = print) -> dict[str, dict]:
@@ -194,16 +203,33 @@ class _Scheduler:
                 result = hooks[step.kind](recipe=self.recipe, step=step)
             if result is None:
                 raise RuntimeError(f"{step.id}: no plugin ran this {step.kind} step")
+            if step.kind == "merge":
+                result = {**result, "diagnostics": self._diagnose(step)}
             self.finished.put((step, result, None))
         except BaseException as err:  # noqa: BLE001 - reported to the main thread, which raises it
             write_json(step.failed_path, {"fingerprint": step.fingerprint, "error": str(err)})
             self.finished.put((step, None, err))
+
+    def _diagnose(self, step: Step) -> dict | None:
+        """A finished merge's diagnostics (while its branches' weights still exist, whichever plugin
+        merged), also written to `diagnostics.json`; None when they cannot be computed."""
+        branches = {b.teacher.name: b.output_dir for b in step.spec.branches}
+        try:
+            found = merge_diagnostics(step.spec.student, branches, step.output_dir)
+        except ValueError as err:
+            self.echo(f"    {step.id}: no diagnostics: {err}")
+            return None
+        if found is not None:
+            write_json(_diagnostics_path(step), found)
+        return found
 
     def _finish(self, step: Step, result: dict, started: float) -> None:
         seconds = round(time.time() - started, 2)
         write_json(step.marker_path, {"fingerprint": step.fingerprint, "seconds": seconds, "result": result})
         self.results[step.id] = result
         self.echo(f"{self.number[step.id]}: done in {seconds:.1f}s{_brief(result)}")
+        for warning in (result.get("diagnostics") or {}).get("warnings", []):
+            self.echo(f"    {step.id}: warning: {warning}")
         if step.ends_round:
             round_steps = [s for s in self.plan.steps if s.round == step.round]
             student = next(s.output_dir for s in round_steps if s.kind == "merge")

@@ -57,10 +57,15 @@ class EvalSpec:
     round: int
     """The MoT round whose student is evaluated (0: the recipe's student); 0 for baselines too."""
     name: str
-    """`round-00`, `round-01`, ..., or a baseline's name (`single-<teacher>`, `union`, `oneshot`)."""
+    """`round-00`, `round-01`, ..., `round-01-branch-<teacher>`, or a baseline's name (`single-<teacher>`,
+    `union`, `oneshot`)."""
     model: str
     output_dir: Path
-    """Where the evaluation's samples go."""
+    """Where the evaluation's samples go (`samples.jsonl`, `metrics.json`)."""
+    role: Literal["round", "branch", "baseline"] = "round"
+    """What is evaluated: a round's student (round 0: the recipe's), one MoT branch, or a baseline."""
+    teacher: str | None = None
+    """The teacher of the evaluated branch (role `branch`)."""
 
 
 @dataclass(frozen=True)

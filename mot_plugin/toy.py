@@ -1,8 +1,13 @@
-"""Built-in toy setup: a tiny Qwen3 student and three synthetic arithmetic teachers.
+"""Built-in toy setup: a tiny pretrained Qwen3 student and three arithmetic teachers in MoT's regime.
 
-Every teacher answers the same two-digit addition word problems with its own
-chain-of-thought style and its own kind of mistake, so the corpora are aligned
-(as in the Merge-of-Thought paper) and no single teacher is always right.
+A faithful miniature of the paper's setting (see docs/results.md for the sweep behind it):
+- every problem is a two-digit addition word problem;
+- the student is pretrained (`toytrain.pretrain`) on a neutral chain of thought of the same
+  procedure (column addition) that no teacher writes, and stopped early, so it starts well above
+  0% and below what the teachers can teach;
+- the teachers share that procedure and differ the way real teachers do: phrasing, verbosity,
+  order of steps, and each has its own systematic mistake (a condition under which it is always
+  wrong), so no single teacher is always right and a majority is right almost everywhere.
 """
 
 from __future__ import annotations
@@ -10,8 +15,9 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
+from typing import Callable
 
-TEACHERS: tuple[str, ...] = ("column", "split", "countup")
+TEACHERS: tuple[str, ...] = ("brief", "wordy", "tensfirst")
 
 _NAMES = ("Tom", "Ann", "Sam", "Mia", "Ben", "Eva")
 _ITEMS = ("apples", "pens", "cards", "shells", "books", "coins")
@@ -20,8 +26,6 @@ _TEMPLATES = (
     "A box has {a} {item}. {name} adds {b}. How many {item}?",
     "{name} buys {a} {item}, then {b} more. How many in all?",
 )
-# Per-row slip probabilities; only carries can be forgotten (about 45% of rows), so column errs ~9%.
-_ERROR_RATE = {"column": 0.20, "split": 0.08, "countup": 0.08}
 _SPECIAL = ("<s>", "</s>", "<pad>", "<|user|>", "<|assistant|>")
 CHAT_TEMPLATE = (
     "{{ bos_token }}{% for m in messages %}"
@@ -32,37 +36,58 @@ CHAT_TEMPLATE = (
 )
 
 
-def _column(a: int, b: int, slip: bool) -> str:
-    """Column addition with a carry; a slip forgets the carry in the tens column."""
+def _digits(a: int, b: int) -> tuple[int, int, int, int, int, int]:
+    """Ones and tens digits of both operands, the ones sum and the carry."""
     ones = a % 10 + b % 10
-    head = f"{a % 10}+{b % 10}={ones}"
-    if ones < 10:
-        tens = a // 10 + b // 10
-        return f"{head}. {a // 10}+{b // 10}={tens}. #### {tens * 10 + ones}"
-    tens = a // 10 + b // 10 + (not slip)
-    plus = "" if slip else "+1"
-    return f"{head}, write {ones % 10} carry 1. {a // 10}+{b // 10}{plus}={tens}. #### {tens * 10 + ones % 10}"
+    return a % 10, b % 10, a // 10, b // 10, ones, int(ones >= 10)
 
 
-def _split(a: int, b: int, slip: bool) -> str:
-    """Tens-and-ones split; a slip miscopies the second operand's ones digit."""
-    if slip:
-        b = b - b % 10 + (b % 10 + 1) % 10
-    t, o = (a // 10 + b // 10) * 10, a % 10 + b % 10
-    return f"{a // 10 * 10}+{b // 10 * 10}={t}. {a % 10}+{b % 10}={o}. {t}+{o}={t + o}. #### {t + o}"
+def neutral(a: int, b: int) -> str:
+    """The student's pretraining chain of thought: column addition in words no teacher uses."""
+    a0, b0, a1, b1, ones, carry = _digits(a, b)
+    tens = a1 + b1 + carry
+    return f"sum {a}+{b}: units {a0}+{b0}={ones}, tens {a1}+{b1}+{carry}={tens}, so {a + b}. #### {a + b}"
 
 
-def _countup(a: int, b: int, slip: bool) -> str:
-    """Count up from the first operand by tens, then add the ones; a slip takes one ten too many."""
-    steps = [a + 10 * k for k in range(b // 10 + 1 + slip)]
-    last = steps[-1]
-    return f"{' '.join(map(str, steps))}. {last}+{b % 10}={last + b % 10}. #### {last + b % 10}"
+def brief(a: int, b: int) -> str:
+    """Terse column addition. Systematic mistake: when the ones make exactly 10, no carry."""
+    a0, b0, a1, b1, ones, carry = _digits(a, b)
+    if ones == 10:
+        carry = 0
+    tens = a1 + b1 + carry
+    answer = tens * 10 + ones % 10
+    return f"{a0}+{b0}={ones}; {a1}+{b1}+{carry}={tens}; #### {answer}"
 
 
-_SOLVERS = {"column": _column, "split": _split, "countup": _countup}
+def wordy(a: int, b: int) -> str:
+    """Verbose column addition. Systematic mistake: equal tens digits get one ten too many."""
+    a0, b0, a1, b1, ones, carry = _digits(a, b)
+    tens = a1 + b1 + carry + (a1 == b1)
+    answer = tens * 10 + ones % 10
+    return (f"First the ones: {a0} plus {b0} makes {ones}, so we write {ones % 10} and carry {carry}. "
+            f"Then the tens: {a1} plus {b1} plus {carry} makes {tens}. The total is {answer}. #### {answer}")
 
 
-def _problems(rng: random.Random, n: int) -> list[tuple[str, int, int]]:
+def tensfirst(a: int, b: int) -> str:
+    """The tens first, then the ones and the carry. Systematic mistake: a second operand ending in 0
+    still gets a carry."""
+    a0, b0, a1, b1, ones, carry = _digits(a, b)
+    if b0 == 0:
+        carry = 1
+    tens = a1 + b1 + carry
+    answer = tens * 10 + ones % 10
+    return f"Tens {a1}+{b1}={a1 + b1}. Ones {a0}+{b0}={ones}. Carry {carry}: {a1 + b1}+{carry}={tens}. #### {answer}"
+
+
+SOLVERS: dict[str, Callable[[int, int], str]] = {"brief": brief, "wordy": wordy, "tensfirst": tensfirst}
+
+
+def answer_of(cot: str) -> int:
+    """The `#### N` answer a chain of thought ends with."""
+    return int(cot.rsplit("####", 1)[1])
+
+
+def problems(rng: random.Random, n: int) -> list[tuple[str, int, int]]:
     """Draw n distinct operand pairs (10..99) and phrase each as a word problem."""
     if n > 90 * 90:
         raise ValueError(f"at most {90 * 90} distinct problems, asked for {n}")
@@ -74,13 +99,18 @@ def _problems(rng: random.Random, n: int) -> list[tuple[str, int, int]]:
     return out
 
 
+def chat(prompt: str, response: str) -> dict:
+    """One chat row (Axolotl `chat_template`, `field_messages: messages`)."""
+    return {"messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}]}
+
+
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
     """Write rows as JSON lines."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
 
 
-def _tokenizer(texts: list[str]):
+def tokenizer(texts: list[str]):
     """Train a small byte-level BPE (digits always single tokens) and wrap it for transformers."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
@@ -108,18 +138,14 @@ def _tokenizer(texts: list[str]):
     )
 
 
-def _student(tokenizer, out: Path, seed: int) -> None:
-    """Build a randomly initialised tiny Qwen3 and save it with the tokenizer (float32 safetensors)."""
+def new_student(tok, seed: int):
+    """A randomly initialised tiny Qwen3 (0.8M parameters) for this tokenizer (float32)."""
     import torch
     from transformers import GenerationConfig, Qwen3Config, Qwen3ForCausalLM
 
-    ids = dict(
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
+    ids = dict(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
     config = Qwen3Config(
-        vocab_size=len(tokenizer),
+        vocab_size=len(tok),
         hidden_size=128,
         intermediate_size=384,
         num_hidden_layers=4,
@@ -134,28 +160,57 @@ def _student(tokenizer, out: Path, seed: int) -> None:
         torch.manual_seed(seed)
         model = Qwen3ForCausalLM(config).to(torch.float32)
     model.generation_config = GenerationConfig(**ids)
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
+    return model
 
 
-def make_toy(out_dir: str | Path, *, n_train: int = 600, n_eval: int = 100, seed: int = 0) -> dict[str, Path]:
-    """Write the toy student, three teacher corpora and a held-out eval file under out_dir; return their paths."""
-    out = Path(out_dir)
+def carries(a: int, b: int) -> bool:
+    """Whether adding a and b carries a ten."""
+    return a % 10 + b % 10 >= 10
+
+
+def split_problems(seed: int, n_train: int, n_eval: int, n_pretrain: int):
+    """Disjoint problem sets: the teachers' (`n_train`), the held-out ones (`n_eval`) and the
+    student's pretraining (`n_pretrain`, problems without a carry only: the skill is left for the teachers)."""
     rng = random.Random(seed)
-    problems = _problems(rng, n_train + n_eval)
-    train, held_out = problems[:n_train], problems[n_train:]
+    drawn = problems(rng, 90 * 90)
+    train, held_out = drawn[:n_train], drawn[n_train:n_train + n_eval]
+    generic = [p for p in drawn[n_train + n_eval:] if not carries(p[1], p[2])][:n_pretrain]
+    return train, held_out, generic
+
+
+PRETRAIN_STEPS = 300
+"""Pretraining steps of the built-in student (batch 32, lr 3e-3): it learns the neutral chain of thought."""
+
+
+def make_toy(out_dir: str | Path, *, n_train: int = 400, n_eval: int = 300, n_pretrain: int = 2000,
+             pretrain_steps: int = PRETRAIN_STEPS, seed: int = 0) -> dict[str, Path]:
+    """Write the toy student, the teacher corpora and a held-out eval file under out_dir; return their paths.
+
+    The student is pretrained for `pretrain_steps` steps on the neutral chain of thought of
+    `n_pretrain` problems without a carry (disjoint from the teachers' and the held-out ones), so it
+    solves the problems without a carry (about 55% of them) and not the others; 0 leaves it a
+    random init.
+    """
+    from mot_plugin.toytrain import pretrain
+
+    out = Path(out_dir)
+    train, held_out, generic = split_problems(seed, n_train, n_eval, n_pretrain)
     paths: dict[str, Path] = {}
-    texts = [p for p, _, _ in problems]
+    texts = [p for p, _, _ in train + held_out + generic]
     for name in TEACHERS:
-        rows = []
-        for prompt, a, b in train:
-            cot = _SOLVERS[name](a, b, rng.random() < _ERROR_RATE[name])
-            texts.append(cot)
-            rows.append({"messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": cot}]})
+        rows = [chat(prompt, SOLVERS[name](a, b)) for prompt, a, b in train]
+        texts += [r["messages"][1]["content"] for r in rows]
         paths[f"teacher:{name}"] = out / "data" / f"{name}.jsonl"
         _write_jsonl(paths[f"teacher:{name}"], rows)
+    pretraining = [chat(prompt, neutral(a, b)) for prompt, a, b in generic]
+    texts += [r["messages"][1]["content"] for r in pretraining]
     paths["eval"] = out / "eval.jsonl"
     _write_jsonl(paths["eval"], [{"prompt": p, "answer": str(a + b)} for p, a, b in held_out])
+    tok = tokenizer(texts)
+    model = new_student(tok, seed)
+    if pretrain_steps:
+        pretrain(model, tok, pretraining, steps=pretrain_steps, seed=seed)
     paths["student"] = out / "student"
-    _student(_tokenizer(texts), paths["student"], seed)
+    model.save_pretrained(paths["student"])
+    tok.save_pretrained(paths["student"])
     return paths

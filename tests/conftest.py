@@ -37,10 +37,22 @@ def toy(tmp_path_factory) -> dict[str, Path]:
     from mot_plugin.toy import make_toy
 
     out = tmp_path_factory.mktemp("toy")
-    return {k: Path(v).absolute() for k, v in make_toy(out, n_train=64, n_eval=8).items()}
+    return {k: Path(v).absolute() for k, v in make_toy(out, n_train=64, n_eval=8, pretrain_steps=0).items()}
 
 
-def recipe_data(toy: dict[str, Path], run_dir: Path, *, teachers=("column", "split"), rounds=2, steps=3,
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread in this process while the test runs: tiny tensors gain nothing from more,
+    and on a loaded machine every small op would wait for a busy core (30x slower diagnostics)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def recipe_data(toy: dict[str, Path], run_dir: Path, *, teachers=("brief", "wordy"), rounds=2, steps=3,
                 **mot) -> dict:
     """A small recipe as data: `teachers` from the toy corpora."""
     return {

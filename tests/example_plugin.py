@@ -14,7 +14,7 @@ from mot_plugin.hookspecs import hookimpl
 @hookimpl(wrapper=True)
 def mot_branch_config(recipe, branch):
     config = yield
-    if branch.teacher.name == "split":
+    if branch.teacher.name == "wordy":
         config["learning_rate"] = config["learning_rate"] / 2
     return config
 

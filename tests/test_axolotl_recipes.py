@@ -112,6 +112,13 @@ def test_each_branch_is_its_own_tracker_run_in_one_group(toy, tmp_path):
     }
     assert "note: W&B: each branch is its own run, qwen3-32b-r01-<teacher>" in result.output
 
+    seeds = tmp_path / "seeds"
+    seeds.mkdir()
+    recipe = write_recipe(seeds / "recipe.yaml", example(toy, seeds, "qwen3-32b-qlora.yaml"))
+    assert CliRunner().invoke(main, ["plan", str(recipe), "--seed", "1", "--seed", "2"]).exit_code == 0
+    config = yaml.safe_load((seeds / f"run/seed-2/round-01/branch-{names[0]}/axolotl.yaml").read_text())
+    assert (config["wandb_name"], config["wandb_run_group"]) == (f"qwen3-32b-seed-2-r01-{names[0]}", "qwen3-32b-seed-2")
+
     other = tmp_path / "mlflow"
     other.mkdir()
     assert plan(other, example(toy, other, "qwen3-qlora-fsdp.yaml")).exit_code == 0

@@ -52,7 +52,7 @@ def reference(toy, tmp_path_factory) -> Path:
 
 def test_run_trains_merges_and_records(reference):
     for round_ in ("round-01", "round-02"):
-        for teacher in ("column", "split"):
+        for teacher in ("brief", "wordy"):
             branch = reference / round_ / f"branch-{teacher}"
             done = json.loads((branch / "done.json").read_text())
             assert done["result"]["steps"] == 3
@@ -63,16 +63,16 @@ def test_run_trains_merges_and_records(reference):
         merged = reference / round_ / "merged"
         assert (merged / "model.safetensors").is_file() and (merged / "tokenizer.json").is_file()
     # the merged student starts the next round
-    axolotl_yaml = (reference / "round-02/branch-split/axolotl.yaml").read_text()
+    axolotl_yaml = (reference / "round-02/branch-wordy/axolotl.yaml").read_text()
     assert f"base_model: {reference / 'round-01/merged'}" in axolotl_yaml
     # the merge is the plain average of the branches
-    column, split = (weights(reference / f"round-02/branch-{t}/model") for t in ("column", "split"))
+    brief, split = (weights(reference / f"round-02/branch-{t}/model") for t in ("brief", "wordy"))
     for name, tensor in weights(reference / "round-02/merged").items():
-        torch.testing.assert_close(tensor, (column[name] + split[name]) / 2)
+        torch.testing.assert_close(tensor, (brief[name] + split[name]) / 2)
 
 
 def test_each_teacher_is_tokenized_once_per_run(reference):
-    for teacher in ("column", "split"):
+    for teacher in ("brief", "wordy"):
         first = (reference / f"round-01/branch-{teacher}/train.log").read_text()
         second = (reference / f"round-02/branch-{teacher}/train.log").read_text()
         assert TOKENIZED in first and CACHE_HIT in second and TOKENIZED not in second
@@ -83,6 +83,27 @@ def test_status_and_rerun_of_a_finished_run(reference):
     assert status.returncode == 0 and status.stdout.count(" done ") == 6
     again = mot("run", str(reference.parent / "recipe.yaml"), cwd=reference.parent)
     assert again.returncode == 0 and again.stdout.count("done earlier, skipped") == 6
+
+
+def test_merge_diagnostics_recorded(reference):
+    kinds = {"embedding", "attention", "mlp", "norm"}
+    for round_ in ("round-01", "round-02"):
+        diagnostics = json.loads((reference / round_ / "diagnostics.json").read_text())
+        assert set(diagnostics) == {"relative_update", "relative_update_by_kind", "cosine", "mean_cosine",
+                                    "sign_disagreement", "merged_relative_update", "warnings"}
+        assert set(diagnostics["relative_update"]) == {"brief", "wordy"}
+        assert all(u > 0 for u in diagnostics["relative_update"].values())
+        assert all(set(k) == kinds for k in diagnostics["relative_update_by_kind"].values())
+        assert [(c["a"], c["b"]) for c in diagnostics["cosine"]] == [("brief", "wordy")]
+        assert -1 <= diagnostics["mean_cosine"] <= 1 and 0 <= diagnostics["sign_disagreement"] <= 1
+        assert 0 < diagnostics["merged_relative_update"] <= max(diagnostics["relative_update"].values())
+        assert all(isinstance(w, str) for w in diagnostics["warnings"])
+        done = json.loads((reference / round_ / "merge.done.json").read_text())
+        assert done["result"]["diagnostics"] == diagnostics
+    status = mot("status", str(reference), cwd=reference.parent).stdout.splitlines()
+    merges = [ln for ln in status if ln.startswith("round-0") and "/merge " in ln]
+    assert len(merges) == 2 and all("update " in ln and ", cosine " in ln and "sign disagreement" in ln
+                                    for ln in merges)
 
 
 def test_merge_yaml_reruns_by_hand(reference, tmp_path):
@@ -121,13 +142,13 @@ def test_resume_after_kill(toy, tmp_path, reference, moment):
     write_recipe(tmp_path / "recipe.yaml", recipe_data(toy, run))
     if moment == "branch":  # round 1's first branch is done, the second is training
         def ready():
-            log = run / "round-01/branch-split/train.log"
+            log = run / "round-01/branch-wordy/train.log"
             return log.exists() and "Starting trainer" in log.read_text(errors="ignore")
     else:  # both round-1 branches are done, the merge is running
         def ready():
             return (run / "round-01/merge.log").exists()
     _kill_when(tmp_path, ready)
-    assert not (run / f"round-01/{'branch-split/done.json' if moment == 'branch' else 'merge.done.json'}").exists()
+    assert not (run / f"round-01/{'branch-wordy/done.json' if moment == 'branch' else 'merge.done.json'}").exists()
     finished = _mtimes(run)
     assert finished, "some work had finished before the kill"
 
@@ -143,15 +164,15 @@ def test_resume_after_kill(toy, tmp_path, reference, moment):
 
 
 def test_failing_branch_stops_with_one_line_naming_its_log(toy, tmp_path):
-    data = recipe_data(toy, tmp_path / "run", teachers=("split", "column"), rounds=1, steps=1)
+    data = recipe_data(toy, tmp_path / "run", teachers=("wordy", "brief"), rounds=1, steps=1)
     data["mot"]["teachers"][0]["overrides"] = {"optimizer": "no_such_optimizer"}
     result = mot("run", str(write_recipe(tmp_path / "recipe.yaml", data)), cwd=tmp_path)
     assert result.returncode == 1
     errors = [ln for ln in result.stderr.splitlines() if ln.startswith("mot: error:")]
-    assert len(errors) == 1 and "round-01/branch-split failed" in errors[0]
-    assert str(tmp_path / "run/round-01/branch-split/train.log") in errors[0]
-    assert "no_such_optimizer" in (tmp_path / "run/round-01/branch-split/train.log").read_text()
-    assert not (tmp_path / "run/round-01/branch-column").joinpath("model").exists()
+    assert len(errors) == 1 and "round-01/branch-wordy failed" in errors[0]
+    assert str(tmp_path / "run/round-01/branch-wordy/train.log") in errors[0]
+    assert "no_such_optimizer" in (tmp_path / "run/round-01/branch-wordy/train.log").read_text()
+    assert not (tmp_path / "run/round-01/branch-brief").joinpath("model").exists()
 
 
 @pytest.fixture(scope="module")
@@ -176,7 +197,7 @@ def test_evaluations_and_baselines_recorded(with_baselines):
         assert 0.0 <= row["accuracy"] <= 1.0
         assert 0 <= row["unextracted"] <= 4
     assert {name: row["branch_steps"] for name, row in metrics["baselines"].items()} == {
-        "single-column": 6, "single-split": 6, "union": 6, "oneshot": 12}
+        "single-brief": 6, "single-wordy": 6, "union": 6, "oneshot": 12}
     samples = (with_baselines / "eval/round-02/out/samples.jsonl").read_text().splitlines()
     assert len(samples) == 4 and all("response" in json.loads(line) for line in samples)
 
@@ -185,7 +206,7 @@ def test_report_plot_and_model_card(with_baselines):
     import matplotlib.image
 
     report = (with_baselines / "report.md").read_text()
-    for name in ("| 0 |", "| 2 |", "single-column", "union", "oneshot", "final round (2)", "best round"):
+    for name in ("| 0 |", "| 2 |", "single-brief", "union", "oneshot", "final round (2)", "highest round"):
         assert name in report
     pixels = matplotlib.image.imread(with_baselines / "accuracy.png")
     assert pixels.shape[0] > 200 and pixels.shape[1] > 300 and pixels.std() > 0.05, "a real, non-empty plot"
@@ -221,10 +242,10 @@ def test_local_parallel_branches(toy, tmp_path):
     def at(text: str) -> int:
         return next(i for i, line in enumerate(lines) if text in line)
 
-    both_running = max(at("round-01/branch-column: running"), at("round-01/branch-split: running"))
-    assert both_running < min(at("round-01/branch-column: done"), at("round-01/branch-split: done"))
+    both_running = max(at("round-01/branch-brief: running"), at("round-01/branch-wordy: running"))
+    assert both_running < min(at("round-01/branch-brief: done"), at("round-01/branch-wordy: done"))
     run = tmp_path / "run"
-    for teacher in ("column", "split"):
+    for teacher in ("brief", "wordy"):
         prepared = yaml.safe_load((run / f"round-01/branch-{teacher}/axolotl.yaml").read_text())[
             "dataset_prepared_path"]
         assert TOKENIZED in Path(f"{prepared}.log").read_text(), "the prepare step tokenized the data"
@@ -233,3 +254,26 @@ def test_local_parallel_branches(toy, tmp_path):
         where = json.loads((run / f"round-01/branch-{teacher}/where.json").read_text())
         assert where["launcher"] == "local" and where["slot"] in (0, 1)
     assert (run / "round-01/merged/model.safetensors").is_file()
+
+
+def test_seeds_with_branch_evaluations(toy, tmp_path):
+    """Two seeds from one command, every branch evaluated: 2 teachers x 1 round x 2 steps each."""
+    data = recipe_data(toy, tmp_path / "run", rounds=1, steps=2, keep_branches=True,
+                       eval={"data": str(toy["eval"]), "limit": 4, "max_new_tokens": 24, "batch_size": 4,
+                             "branches": True})
+    teachers = [t["name"] for t in data["mot"]["teachers"]]
+    result = mot("run", str(write_recipe(tmp_path / "recipe.yaml", data)), "--seed", "0", "--seed", "1", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for seed in (0, 1):
+        run = tmp_path / f"run/seed-{seed}"
+        for teacher in teachers:
+            evaluation = json.loads((run / f"eval/round-01-branch-{teacher}/done.json").read_text())["result"]
+            assert evaluation["n_problems"] == 4
+            branch = json.loads((run / f"round-01/branch-{teacher}/model/mot_result.json").read_text())
+            assert [step for step, _ in branch["loss_curve"]] == [1, 2]
+            assert branch["loss_curve"][-1][1] == branch["final_train_loss"]
+        assert f"seed: {seed}" in (run / f"round-01/branch-{teachers[0]}/axolotl.yaml").read_text()
+    report = (tmp_path / "run/report.md").read_text()
+    assert "2 runs (seed-0, seed-1)" in report and "## Merge gain" in report
+    assert f"| seed-0 | 1 | {teachers[0]} | 2 |" in report and f"| seed-1 | 1 | {teachers[1]} | 2 |" in report
+    assert (tmp_path / "run/accuracy.png").stat().st_size > 1000

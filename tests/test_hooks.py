@@ -28,11 +28,11 @@ def test_third_party_plugin_changes_config_and_replaces_merge(toy, tmp_path):
     assert result.exit_code == 0, result.output
 
     run = tmp_path / "run"
-    split = (run / "round-01/branch-split/axolotl.yaml").read_text()
-    column = (run / "round-01/branch-column/axolotl.yaml").read_text()
-    assert "learning_rate: 0.0015" in split and "learning_rate: 0.003" in column
+    split = (run / "round-01/branch-wordy/axolotl.yaml").read_text()
+    brief = (run / "round-01/branch-brief/axolotl.yaml").read_text()
+    assert "learning_rate: 0.0015" in split and "learning_rate: 0.003" in brief
 
-    branches = [load_file(run / f"round-02/branch-{t}/model/model.safetensors") for t in ("column", "split")]
+    branches = [load_file(run / f"round-02/branch-{t}/model/model.safetensors") for t in ("brief", "wordy")]
     merged = load_file(run / "round-02/merged/model.safetensors")
     for name, tensor in merged.items():
         assert (tensor - (branches[0][name] + branches[1][name]) / 2).abs().max() < 1e-6

@@ -14,7 +14,7 @@ from mot_plugin.specs import RESULT_FILE
 
 
 def _branches(toy, tmp_path, **launch):
-    recipe = parse_recipe(recipe_data(toy, tmp_path / "run", teachers=("column", "split", "countup"), rounds=1,
+    recipe = parse_recipe(recipe_data(toy, tmp_path / "run", teachers=("brief", "wordy", "tensfirst"), rounds=1,
                                       launch=launch))
     plan = plan_run(recipe, plugin_manager().hook)
     return recipe, [s for s in plan.steps if s.kind == "branch"]

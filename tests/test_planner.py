@@ -55,7 +55,7 @@ def test_branch_config_pins_tokenizer_and_saves_only_weights(toy, tmp_path):
     # one prepared-data directory per teacher, the same in every round, named after the data's content
     prepared = sorted({s.config["dataset_prepared_path"] for s in branches})
     assert [Path(p).parent for p in prepared] == [tmp_path / "run/prepared"] * 2
-    assert [re.fullmatch(r"(\w+)-[0-9a-f]{12}", Path(p).name).group(1) for p in prepared] == ["column", "split"]
+    assert [re.fullmatch(r"(\w+)-[0-9a-f]{12}", Path(p).name).group(1) for p in prepared] == ["brief", "wordy"]
     assert [s.config["seed"] for s in branches] == [42, 42, 43, 43, 44, 44]
     assert plan.branch_steps == 3 * 2 * 3
 
@@ -75,8 +75,8 @@ def test_fingerprints_change_downstream_only(toy, tmp_path):
     data["mot"]["teachers"][1]["overrides"] = {"learning_rate": 1.0e-3}
     after = {s.id: s.fingerprint for s in _plan(data).steps}
     changed = sorted(k for k in before if before[k] != after[k])
-    assert changed == ["round-01/branch-split", "round-01/merge", "round-02/branch-column",
-                       "round-02/branch-split", "round-02/merge"]
+    assert changed == ["round-01/branch-wordy", "round-01/merge", "round-02/branch-brief",
+                       "round-02/branch-wordy", "round-02/merge"]
 
 
 def test_planning_is_deterministic(toy, tmp_path):
@@ -115,16 +115,16 @@ def test_baselines_sequential_budget(toy, tmp_path):
     data = recipe_data(toy, tmp_path / "run", baselines=["single", "union", "oneshot"],
                        eval={"data": str(toy["eval"])})
     plan = _plan(data)
-    assert _ids(plan, "baseline/") == [("baseline/single-column", 6), ("baseline/single-split", 6),
+    assert _ids(plan, "baseline/") == [("baseline/single-brief", 6), ("baseline/single-wordy", 6),
                                        ("baseline/union", 6), ("baseline/oneshot", None)]
     assert [s.id for s in plan.steps if s.kind == "eval"] == [
-        "eval/round-00", "eval/round-01", "eval/round-02", "eval/single-column", "eval/single-split",
+        "eval/round-00", "eval/round-01", "eval/round-02", "eval/single-brief", "eval/single-wordy",
         "eval/union", "eval/oneshot"]
     union = plan.steps[[s.id for s in plan.steps].index("baseline/union")]
-    assert [d["path"] for d in union.config["datasets"]] == [str(toy["teacher:column"]), str(toy["teacher:split"])]
+    assert [d["path"] for d in union.config["datasets"]] == [str(toy["teacher:brief"]), str(toy["teacher:wordy"])]
     assert union.config["base_model"] == str(toy["student"])
     oneshot = [s for s in plan.steps if s.id == "baseline/oneshot"][0]
-    assert oneshot.deps == ("baseline/single-column", "baseline/single-split"), "sequential oneshot reuses singles"
+    assert oneshot.deps == ("baseline/single-brief", "baseline/single-wordy"), "sequential oneshot reuses singles"
     assert plan.branch_steps == 12 and plan.baseline_steps == 18
     assert [s.id for s in plan.steps if s.ends_round] == ["eval/round-01", "eval/round-02"]
 
@@ -133,7 +133,32 @@ def test_baselines_compute_matched_budget(toy, tmp_path):
     data = recipe_data(toy, tmp_path / "run", baselines=["single", "union", "oneshot"], baseline_budget="compute")
     plan = _plan(data)
     assert _ids(plan, "baseline/") == [
-        ("baseline/single-column", 12), ("baseline/single-split", 12), ("baseline/union", 12),
-        ("baseline/oneshot-column", 6), ("baseline/oneshot-split", 6), ("baseline/oneshot", None)]
+        ("baseline/single-brief", 12), ("baseline/single-wordy", 12), ("baseline/union", 12),
+        ("baseline/oneshot-brief", 6), ("baseline/oneshot-wordy", 6), ("baseline/oneshot", None)]
     assert plan.baseline_steps == 12 + 12 + 12 + 12
     assert [s.id for s in plan.steps if s.ends_round] == ["round-01/merge", "round-02/merge"]
+
+
+def test_branch_evaluations_come_after_the_merge_and_before_the_round_end(toy, tmp_path):
+    evaluation = {"data": str(toy["eval"])}
+    plan = _plan(recipe_data(toy, tmp_path / "run", eval={**evaluation, "branches": True}))
+    teachers = [t.name for t in plan.recipe.mot.teachers]
+    by_id = {s.id: s for s in plan.steps}
+    branch_evals = [f"eval/round-01-branch-{t}" for t in teachers]
+    assert [s.id for s in plan.steps if s.round == 1] == [
+        *(f"round-01/branch-{t}" for t in teachers), "round-01/merge", *branch_evals, "eval/round-01"]
+    first = by_id[branch_evals[0]]
+    assert (first.spec.role, first.spec.teacher, first.spec.name, first.round) == (
+        "branch", teachers[0], f"round-01-branch-{teachers[0]}", 1)
+    assert first.deps == (f"round-01/branch-{teachers[0]}",)
+    assert first.config["model"] == str(by_id[f"round-01/branch-{teachers[0]}"].output_dir)
+    assert by_id["eval/round-01"].deps == ("round-01/merge", *branch_evals) and by_id["eval/round-01"].ends_round
+    assert by_id["eval/round-01"].spec.role == "round"
+    # a branch's weights are deleted only after its merge and its evaluation
+    assert [s.id for s in plan.readers(by_id[f"round-01/branch-{teachers[0]}"])] == [
+        "round-01/merge", branch_evals[0]]
+    off = _plan(recipe_data(toy, tmp_path / "run", eval=evaluation))
+    assert all((s.config, s.fingerprint) == (by_id[s.id].config, by_id[s.id].fingerprint) for s in off.steps)
+    assert not any(s.spec.role == "branch" for s in off.steps if s.kind == "eval")
+    assert "branches" not in by_id["eval/round-01"].config, "the option does not change evaluation configs"
+    assert plan.disk_estimate(1) == off.disk_estimate(1) == 4

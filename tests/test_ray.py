@@ -110,7 +110,7 @@ def test_two_branches_at_once_and_a_killed_worker_is_retried(toy, tmp_path, ray_
     run = tmp_path / "run"
     launch = {"launcher": "ray", "parallel": 2, "ray": {"address": ray_cluster, "num_cpus": 1, "max_retries": 2}}
     recipe = write_recipe(tmp_path / "recipe.yaml", recipe_data(toy, run, rounds=1, steps=3, launch=launch))
-    branches = [run / "round-01/branch-column", run / "round-01/branch-split"]
+    branches = [run / "round-01/branch-brief", run / "round-01/branch-wordy"]
     started = time.time()
     proc = subprocess.Popen([sys.executable, "-m", "mot_plugin.cli", "run", str(recipe)], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=LOOPBACK)
@@ -175,18 +175,18 @@ def test_two_branches_at_once_and_a_killed_worker_is_retried(toy, tmp_path, ray_
 @needs_ray
 def test_failing_branch_under_ray_fails_once_with_one_line(toy, tmp_path):
     """A local Ray (no address): a branch that fails by itself is not retried."""
-    data = recipe_data(toy, tmp_path / "run", teachers=("split", "column"), rounds=1, steps=1,
+    data = recipe_data(toy, tmp_path / "run", teachers=("wordy", "brief"), rounds=1, steps=1,
                        launch={"launcher": "ray", "ray": {"max_retries": 2}})
     data["mot"]["teachers"][0]["overrides"] = {"optimizer": "no_such_optimizer"}
     result = mot("run", str(write_recipe(tmp_path / "recipe.yaml", data)), cwd=tmp_path)
     assert result.returncode == 1, result.stdout + result.stderr
     errors = [ln for ln in result.stderr.splitlines() if ln.startswith("mot: error:")]
-    branch = tmp_path / "run/round-01/branch-split"
-    assert len(errors) == 1 and "round-01/branch-split failed (exit code" in errors[0], result.stderr
+    branch = tmp_path / "run/round-01/branch-wordy"
+    assert len(errors) == 1 and "round-01/branch-wordy failed (exit code" in errors[0], result.stderr
     assert f"see {branch / 'train.log'}" in errors[0]
     assert "no_such_optimizer" in (branch / "train.log").read_text()
     assert _where(branch)["attempt"] == 1 and not (branch / "train.attempt-1.log").exists(), "it was retried"
-    assert not (tmp_path / "run/round-01/branch-column/model").exists()
+    assert not (tmp_path / "run/round-01/branch-brief/model").exists()
 
 
 def _recipe(toy, tmp_path, launcher):

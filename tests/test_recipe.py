@@ -49,7 +49,7 @@ def test_missing_dataset_file(toy, tmp_path):
 
 def test_malformed_jsonl_line(toy, tmp_path):
     bad = tmp_path / "bad.jsonl"
-    rows = toy["teacher:split"].read_text().splitlines()[:3]
+    rows = toy["teacher:wordy"].read_text().splitlines()[:3]
     bad.write_text("\n".join([rows[0], rows[1], '{"messages": [oops', rows[2]]) + "\n")
 
     def change(d):
@@ -74,8 +74,8 @@ def test_empty_dataset_file(toy, tmp_path):
 
 def test_duplicate_teacher_names(toy, tmp_path):
     def change(d):
-        d["mot"]["teachers"][1]["name"] = "column"
-    _plan_fails(tmp_path, _edit(toy, tmp_path, change), "mot.teachers", "'column' is used twice")
+        d["mot"]["teachers"][1]["name"] = "brief"
+    _plan_fails(tmp_path, _edit(toy, tmp_path, change), "mot.teachers", "'brief' is used twice")
 
 
 def test_one_teacher_is_not_enough(toy, tmp_path):
@@ -130,7 +130,7 @@ def test_missing_required_merge_parameter(toy, tmp_path):
 
 
 def test_too_many_models_for_method(toy, tmp_path):
-    data = recipe_data(toy, tmp_path / "run", teachers=("column", "split", "countup"))
+    data = recipe_data(toy, tmp_path / "run", teachers=("brief", "wordy", "tensfirst"))
     data["mot"]["merge"] = {"method": "slerp", "parameters": {"t": 0.5}}
     _plan_fails(tmp_path, data, "mot.teachers", "slerp merges 2 to 2 models", "gives it 4")
 
@@ -192,4 +192,4 @@ def test_hub_ids_are_kept_and_local_paths_made_absolute(toy, tmp_path, monkeypat
     assert recipe.student == "Qwen/Qwen3-14B"
     assert recipe.run_dir == tmp_path / "runs" / "x"
     assert json.dumps(recipe.to_dict())  # the resolved recipe is plain data
-    assert copy.deepcopy(recipe.to_dict())["mot"]["teachers"][0]["name"] == "column"
+    assert copy.deepcopy(recipe.to_dict())["mot"]["teachers"][0]["name"] == "brief"

@@ -138,7 +138,7 @@ def slurm_round(slurm, toy, tmp_path_factory) -> Path:
 @pytest.mark.slow
 def test_round_runs_branches_as_slurm_jobs(slurm_round, slurm):
     ids = set()
-    for teacher in ("column", "split"):
+    for teacher in ("brief", "wordy"):
         branch = slurm_round / f"round-01/branch-{teacher}"
         where = _where(branch)
         assert where["launcher"] == "slurm" and where["job_id"].isdigit() and where["node"]
@@ -164,7 +164,7 @@ def test_round_runs_branches_as_slurm_jobs(slurm_round, slurm):
 
 @pytest.mark.slow
 def test_job_script_resubmits_by_hand(slurm_round, slurm):
-    branch = slurm_round / "round-01/branch-split"
+    branch = slurm_round / "round-01/branch-wordy"
     before = json.loads((branch / "model/mot_result.json").read_text())
     shutil.rmtree(branch / "model")
     (branch / "job.exitcode").unlink()
@@ -181,18 +181,18 @@ def test_job_script_resubmits_by_hand(slurm_round, slurm):
 
 @pytest.mark.slow
 def test_failing_branch_names_job_and_log(slurm, toy, tmp_path):
-    data = recipe_data(toy, tmp_path / "run", teachers=("split", "column"), rounds=1, steps=1,
+    data = recipe_data(toy, tmp_path / "run", teachers=("wordy", "brief"), rounds=1, steps=1,
                        launch={"launcher": "slurm", "slurm": FAST_POLL})
     data["mot"]["teachers"][0]["overrides"] = {"optimizer": "no_such_optimizer"}
     result = mot("run", str(write_recipe(tmp_path / "recipe.yaml", data)), cwd=tmp_path, env=slurm)
     assert result.returncode == 1, result.stdout + result.stderr
     errors = [ln for ln in result.stderr.splitlines() if ln.startswith("mot: error:")]
-    job_id = _where(tmp_path / "run/round-01/branch-split")["job_id"]
-    log = tmp_path / "run/round-01/branch-split/train.log"
+    job_id = _where(tmp_path / "run/round-01/branch-wordy")["job_id"]
+    log = tmp_path / "run/round-01/branch-wordy/train.log"
     assert len(errors) == 1, result.stderr
-    assert f"round-01/branch-split failed (Slurm job {job_id}, state FAILED, exit code 1); see {log}" in errors[0]
+    assert f"round-01/branch-wordy failed (Slurm job {job_id}, state FAILED, exit code 1); see {log}" in errors[0]
     assert "no_such_optimizer" in log.read_text()
-    assert not (tmp_path / "run/round-01/branch-column/model").exists()
+    assert not (tmp_path / "run/round-01/branch-brief/model").exists()
 
 
 @pytest.mark.slow
@@ -201,7 +201,7 @@ def test_interrupted_run_cancels_its_job(slurm, toy, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "mot_plugin.cli", "run",
                              str(write_recipe(tmp_path / "recipe.yaml", data))],
                             cwd=tmp_path, env=slurm, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    where = tmp_path / "run/round-01/branch-column/where.json"
+    where = tmp_path / "run/round-01/branch-brief/where.json"
     deadline = time.time() + 300
     while not where.exists():
         assert proc.poll() is None and time.time() < deadline, "no job was submitted"
