@@ -24,6 +24,9 @@ class MotBranchArgs(BaseModel):
 
     mot_step: str | None = None
     """The step id of this branch (`round-01/branch-<teacher>`)."""
+    wandb_run_group: str | None = None
+    """The W&B group of every branch of one MoT run. Axolotl exports each `wandb_*` key as an
+    environment variable, and W&B reads `WANDB_RUN_GROUP`."""
 
 
 class _TrainerState(TrainerCallback):

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import click
 
+from mot_plugin import adapters
+from mot_plugin.axolotl_config import check_branch_configs, notes
 from mot_plugin.data.cli import data
 from mot_plugin.diagnostics import summary
 from mot_plugin.planner import Plan, human_bytes, plan_run, weights_bytes
@@ -24,13 +26,22 @@ def _fail(message: str, code: int) -> None:
 
 
 def _plans(recipe_path: str | Path, seeds: tuple[int, ...] = (), check_files: bool = True) -> tuple[list[Plan], object]:
-    """The plan of the recipe, or with `seeds` one plan per seed (each in `<run_dir>/seed-N`)."""
+    """The plan of the recipe, or with `seeds` one plan per seed (each in `<run_dir>/seed-N`). With
+    `check_files` (plan, run), also validate every branch config with Axolotl and print a note for
+    each key mot replaces."""
     recipe = load_recipe(recipe_path, check_files=check_files)
     pm = plugin_manager(recipe.mot.plugins)
     plans = []
     for one in [with_seed(recipe, seed) for seed in dict.fromkeys(seeds)] or [recipe]:
-        pm.hook.mot_check_recipe(recipe=one)
+        try:
+            pm.hook.mot_check_recipe(recipe=one)
+        except RecipeError as err:
+            raise RecipeError(str(err) if str(err).startswith(one.source) else f"{one.source}: {err}") from None
         plans.append(plan_run(one, pm.hook))
+    if check_files:
+        found = [line for the_plan in plans for line in check_branch_configs(the_plan)]
+        for line in dict.fromkeys([*notes(plans[0].recipe), *found]):
+            click.echo(f"note: {line}")
     return plans, pm
 
 
@@ -84,15 +95,30 @@ def _print_plan(the_plan: Plan) -> None:
     click.echo(f"Plan for {the_plan.recipe.run_dir}")
     click.echo(f"  {len(mot.teachers)} teachers x {mot.rounds} rounds x {mot.steps_per_round} steps = "
                f"{the_plan.branch_steps} branch-steps; merge: {mot.merge.method}")
+    click.echo(f"  branches: {adapters.describe(the_plan.recipe)}")
     for step in the_plan.steps:
         click.echo(f"  {step.id:<32} {step_state(step):<8} {step.config_path}")
-    size = weights_bytes(Path(the_plan.recipe.student))
-    if size:
-        keep = "kept" if mot.keep_branches else "deleted after their merge"
-        click.echo(f"  disk: at most {human_bytes(the_plan.disk_estimate(size))} of weights at once "
-                   f"(checkpoints of {human_bytes(size)}; branch weights {keep}), plus tokenized data")
-    else:
-        click.echo("  disk: unknown (the student is not a local directory)")
+    click.echo(f"  disk: {_disk(the_plan)}")
+
+
+def _disk(the_plan: Plan) -> str:
+    """The peak disk the run needs, and how it was estimated."""
+    student = Path(the_plan.recipe.student)
+    size = weights_bytes(student)
+    if not size:
+        return "unknown (the student is not a local directory)"
+    keep = "kept" if the_plan.recipe.mot.keep_branches else "deleted after their merge"
+    if not the_plan.recipe.adapter:
+        return (f"at most {human_bytes(the_plan.disk_estimate(size))} of weights at once (checkpoints of "
+                f"{human_bytes(size)}; branch weights {keep}), plus tokenized data")
+    branches = [s for s in the_plan.steps if s.kind == "branch"]
+    adapter = max(adapters.adapter_bytes(student, s.config) or 0 for s in branches)
+    copy = adapters.merged_copy_bytes(student, the_plan.recipe.mot.merge.dtype) or size
+    peak = the_plan.disk_estimate(size, adapter_bytes=adapter, merge_copy_bytes=copy)
+    return (f"at most {human_bytes(peak)} of weights at once (students of {human_bytes(size)}; adapters of about "
+            f"{human_bytes(adapter)} each, estimated as lora_r x (in + out) float32 weights per targeted layer; "
+            f"each merge briefly holds one {human_bytes(copy)} copy of the student per branch, mergekit's LoRA "
+            f"merge cache; adapters {keep}), plus tokenized data")
 
 
 @main.command()

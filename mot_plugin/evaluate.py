@@ -217,7 +217,13 @@ def _generate(model_dir, prompts, *, n, batch_size, max_new_tokens, temperature,
     tok.padding_side = "left"
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype="auto").to(device).eval()
+    if (Path(model_dir) / "adapter_config.json").is_file():  # an adapter branch: its student plus the adapter
+        from peft import AutoPeftModelForCausalLM
+
+        model = AutoPeftModelForCausalLM.from_pretrained(str(model_dir), dtype="auto").merge_and_unload()
+    else:
+        model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype="auto")
+    model = model.to(device).eval()
 
     if tok.chat_template:
         texts = [tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False,

@@ -52,9 +52,12 @@ class Plan:
         return (not self.recipe.mot.keep_branches and step.kind == "branch"
                 and (step.round > 0 or step.id.startswith("baseline/oneshot-")))
 
-    def disk_estimate(self, student_bytes: int) -> int:
-        """Peak bytes of weights on disk, running the steps in order: every branch and merge writes
-        a checkpoint; prunable branches are deleted once their readers have finished."""
+    def disk_estimate(self, student_bytes: int, adapter_bytes: int | None = None, merge_copy_bytes: int = 0) -> int:
+        """Peak bytes of weights on disk, running the steps in order: every merge writes a checkpoint,
+        every branch a checkpoint or (`adapter_bytes`) an adapter; while a merge runs it also holds
+        `merge_copy_bytes` per branch (mergekit's copies of the student with each adapter merged in).
+        Prunable branches are deleted once their readers have finished."""
+        branch_bytes = student_bytes if adapter_bytes is None else adapter_bytes
         alive: list[Step] = []
         done: set[str] = set()
         peak = 0
@@ -62,9 +65,12 @@ class Plan:
             done.add(step.id)
             if step.kind in ("branch", "merge"):
                 alive.append(step)
-            peak = max(peak, len(alive))
+            held = sum(branch_bytes if s.kind == "branch" else student_bytes for s in alive)
+            if step.kind == "merge":
+                held += merge_copy_bytes * len(step.deps)
+            peak = max(peak, held)
             alive = [s for s in alive if not (self.prunable(s) and {r.id for r in self.readers(s)} <= done)]
-        return student_bytes * peak
+        return peak
 
 
 def weights_bytes(model: Path) -> int | None:
@@ -110,6 +116,7 @@ class _Planner:
             step_id=step_id, round=round_, teacher=teacher,
             student=str(start.output_dir) if start else self.recipe.student, tokenizer=self.tokenizer,
             output_dir=directory / "model", prepared_dir=prepared_dir, max_steps=max_steps, seed=seed,
+            adapter=self.recipe.adapter,
         )
         config = self.hook.mot_branch_config(recipe=self.recipe, branch=spec)
         deps = [start.id] if start else []

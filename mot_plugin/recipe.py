@@ -26,15 +26,18 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-# Keys the planner writes into every branch config; a recipe that sets them is ambiguous.
+# Keys the planner writes into every branch config whose recipe value would be ambiguous: refused.
+# (Keys mot replaces with a note, such as `output_dir` and `num_epochs`: mot_plugin.axolotl_config.)
 PLANNER_KEYS = {
     "base_model": "the round's student",
-    "output_dir": "each branch's own directory under mot.run_dir",
     "max_steps": "mot.steps_per_round",
     "datasets": "mot.teachers[].datasets",
-    "dataset_prepared_path": "one prepared-data directory per teacher under mot.run_dir",
     "seed": "mot.seed",
 }
+# Keys every teacher shares: a round's branches must be of one kind to be merged.
+SHARED_ONLY_KEYS = ("tokenizer_config", "adapter", "lora_model_dir")
+ADAPTERS = ("lora", "qlora")
+"""Axolotl `adapter` values mot merges (through mergekit's `student+adapter` model references)."""
 
 
 class Teacher(_Strict):
@@ -55,8 +58,8 @@ class Teacher(_Strict):
     @classmethod
     def _no_planner_keys(cls, overrides: dict[str, Any]) -> dict[str, Any]:
         for key in overrides:
-            if key in PLANNER_KEYS or key == "tokenizer_config":
-                raise ValueError(f"{key!r} cannot be overridden per teacher (set by {PLANNER_KEYS.get(key, 'the recipe')})")
+            if key in PLANNER_KEYS or key in SHARED_ONLY_KEYS:
+                raise ValueError(f"{key!r} cannot be overridden per teacher (set by {PLANNER_KEYS.get(key, 'the recipe, for all teachers')})")
         return overrides
 
 
@@ -212,6 +215,11 @@ class Recipe:
     def run_dir(self) -> Path:
         return Path(self.mot.run_dir)
 
+    @property
+    def adapter(self) -> str | None:
+        """`lora` or `qlora` when branches train adapters (Axolotl `adapter`); None for full fine-tunes."""
+        return self.axolotl.get("adapter") or None
+
     def to_dict(self) -> dict[str, Any]:
         """The recipe as YAML-ready data (what `recipe.yaml` in the run directory holds)."""
         return {**self.axolotl, "mot": self.mot.model_dump(mode="json")}
@@ -266,6 +274,8 @@ def parse_recipe(data: Any, *, source: str = "<recipe>") -> Recipe:
     for key, owner in PLANNER_KEYS.items():
         if key != "base_model" and key in shared:
             raise RecipeError(f"{source}: {key}: set per branch by mot ({owner}); remove it")
+    if shared.get("adapter") and shared["adapter"] not in ADAPTERS:
+        raise RecipeError(f"{source}: adapter: mot merges {' and '.join(ADAPTERS)} adapters, not {shared['adapter']!r}")
     try:
         mot = MotConfig.model_validate(data["mot"])
     except ValidationError as err:
@@ -274,8 +284,9 @@ def parse_recipe(data: Any, *, source: str = "<recipe>") -> Recipe:
         msg = "unknown key" if first["type"] == "extra_forbidden" else first["msg"].removeprefix("Value error, ")
         raise RecipeError(f"{source}: {loc}: {msg}") from None
     shared["base_model"] = _local_or_hub(shared["base_model"])
-    if shared.get("tokenizer_config"):
-        shared["tokenizer_config"] = _local_or_hub(shared["tokenizer_config"])
+    for key in ("tokenizer_config", "lora_model_dir"):
+        if shared.get(key):
+            shared[key] = _local_or_hub(shared[key])
     teachers = [
         t.model_copy(update={"datasets": [_resolve_dataset(d) for d in t.datasets]}) for t in mot.teachers
     ]
@@ -313,6 +324,10 @@ def check_inputs(recipe: Recipe) -> None:
             raise RecipeError(f"{src}: base_model: {student} does not exist")
         if not (model_dir / "config.json").is_file() or not _has_weights(model_dir):
             raise RecipeError(f"{src}: base_model: {student} holds no model (config.json and weights)")
+    adapter_dir = recipe.axolotl.get("lora_model_dir")
+    if adapter_dir and Path(adapter_dir).is_absolute() and not (Path(adapter_dir) / "adapter_config.json").is_file():
+        what = "holds no adapter (adapter_config.json)" if Path(adapter_dir).is_dir() else "does not exist"
+        raise RecipeError(f"{src}: lora_model_dir: {adapter_dir} {what}")
     for i, teacher in enumerate(recipe.mot.teachers):
         for j, entry in enumerate(teacher.datasets):
             key = f"mot.teachers.{i}.datasets.{j}.path"

@@ -32,6 +32,9 @@ class BranchSpec:
     """This teacher's own Axolotl `dataset_prepared_path` (shared by its branches of all rounds)."""
     max_steps: int
     seed: int
+    adapter: str | None = None
+    """`lora` or `qlora`: the branch writes an adapter (`adapter_model.safetensors`) for `student`
+    into `output_dir`, not full weights; None: a full fine-tune."""
 
 
 @dataclass(frozen=True)

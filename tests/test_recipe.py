@@ -156,7 +156,7 @@ def test_student_path_missing(toy, tmp_path):
     _plan_fails(tmp_path, _edit(toy, tmp_path, change), "base_model", "does not exist")
 
 
-@pytest.mark.parametrize("key", ["max_steps", "output_dir", "datasets"])
+@pytest.mark.parametrize("key", ["max_steps", "datasets", "seed"])
 def test_planner_owned_keys_are_refused(toy, tmp_path, key):
     def change(d):
         d[key] = 10

@@ -1,4 +1,5 @@
-"""Every shipped recipe opens with how to run it, loads, validates and plans to the run it promises."""
+"""Every shipped recipe opens with how to run it, loads, validates (Axolotl's validation of every
+branch config included) and plans to the run it promises."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from mot_plugin.axolotl_config import check_branch_configs
 from mot_plugin.planner import plan_run
 from mot_plugin.plugins import plugin_manager
 from mot_plugin.recipe import load_recipe
@@ -20,7 +22,9 @@ def _plan(recipe_file: Path):
     recipe = load_recipe(recipe_file, check_files=recipe_file.name not in PREPARED_BY_COMMANDS)
     pm = plugin_manager(recipe.mot.plugins)
     pm.hook.mot_check_recipe(recipe=recipe)
-    return plan_run(recipe, pm.hook)
+    plan = plan_run(recipe, pm.hook)
+    assert check_branch_configs(plan) == [], "Axolotl has no warnings about a shipped recipe"
+    return plan
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import threading
 from contextlib import contextmanager
 from typing import Any, Iterator
 
+from mot_plugin.axolotl_config import own_keys
 from mot_plugin.hookspecs import hookimpl
 from mot_plugin.process import StepFailed, run_logged
 from mot_plugin.recipe import Recipe
@@ -24,7 +25,8 @@ BRANCH_ENV = {"AXOLOTL_DO_NOT_TRACK": "1", "PYTHONUNBUFFERED": "1"}
 
 @hookimpl(trylast=True)
 def mot_branch_config(recipe: Recipe, branch: BranchSpec) -> dict[str, Any]:
-    """Shared keys, then the teacher's overrides, then what the planner owns."""
+    """Shared keys, then the teacher's overrides, then what the planner owns (see
+    `mot_plugin.axolotl_config.own_keys` for the keys it drops or renames per branch)."""
     config = copy.deepcopy(recipe.axolotl)
     config.update(copy.deepcopy(branch.teacher.overrides))
     plugins = [p for p in config.get("plugins") or [] if p != IN_BRANCH_PLUGIN]
@@ -40,7 +42,7 @@ def mot_branch_config(recipe: Recipe, branch: BranchSpec) -> dict[str, Any]:
         plugins=[*plugins, IN_BRANCH_PLUGIN],
         mot_step=branch.step_id,
     )
-    return config
+    return own_keys(config, recipe, branch)
 
 
 def branch_command(recipe: Recipe, step: Step, port: int) -> list[str]:

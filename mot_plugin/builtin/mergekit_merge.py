@@ -3,6 +3,10 @@
 
 mergekit ignores unknown keys silently, so every method name and parameter is checked here before
 anything runs. mergekit is imported lazily (it imports torch).
+
+Adapter branches are merged through mergekit's `student+adapter` model references: mergekit merges
+each adapter into a full copy of the student (PEFT's `merge_and_unload`, on the CPU, offline for a
+local student) in `--lora-merge-cache`, which mot puts next to the merge and deletes afterwards.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import shutil
 import sys
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 from mot_plugin.hookspecs import hookimpl
@@ -21,6 +26,13 @@ from mot_plugin.specs import MergeSpec, Step
 # (mergekit picks one from a set otherwise).
 DONOR_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
                "generation_config.json")
+ADAPTER_METHODS = ("linear", "task_arithmetic", "ties", "dare_ties", "dare_linear", "breadcrumbs", "breadcrumbs_ties",
+                   "della", "della_linear", "sce", "ram", "ramplus_tl", "model_stock", "multislerp", "nuslerp", "karcher")
+"""Methods that merge adapter branches: each was run with `student+adapter` references of two LoRA
+adapters and gave finite full weights that keep untargeted tensors (tests/test_axolotl_recipes.py).
+slerp, nearswap and arcee_fusion merge the student with a single model, passthrough takes one model."""
+LORA_CACHE = "lora-merge-cache"
+"""mergekit's copies of the student with each adapter merged in, next to the merge's output."""
 
 
 @cache
@@ -47,6 +59,12 @@ def mot_check_recipe(recipe: Recipe) -> None:
     """Method, parameters, per-teacher parameters and the number of inputs, as mergekit sees them."""
     merge = recipe.mot.merge
     spec = _method(merge.method).spec
+    for key, path in (("base_model", recipe.student), ("mot.run_dir", str(recipe.run_dir))):
+        if "+" in path or "@" in path:
+            raise RecipeError(f"{key}: {path} holds '+' or '@', which mergekit reads as an adapter or a revision")
+    if recipe.adapter and merge.method not in ADAPTER_METHODS:
+        raise RecipeError(f"mot.merge.method: {merge.method} cannot merge {recipe.adapter} adapter branches "
+                          f"(methods that can: {', '.join(ADAPTER_METHODS)})")
     params = {p.name: p for p in spec.parameters}
     known = ", ".join(params) or "none"
     policy = spec.contract.base.value
@@ -90,7 +108,8 @@ def _check_value(params: dict, name: str, value: Any, key: str, method: str, kno
 
 @hookimpl(trylast=True)
 def mot_merge_config(recipe: Recipe, merge: MergeSpec) -> dict[str, Any]:
-    """A plain mergekit YAML: `mergekit-yaml merge.yaml OUT` reproduces the merge as it is."""
+    """A plain mergekit YAML: `mergekit-yaml merge.yaml OUT` reproduces the merge as it is (adapter
+    branches, as `student+adapter` references, also need `--lora-merge-cache DIR`)."""
     settings = recipe.mot.merge
     weighted = "weight" in {p.name for p in _method(settings.method).spec.parameters}
     models = []
@@ -98,7 +117,8 @@ def mot_merge_config(recipe: Recipe, merge: MergeSpec) -> dict[str, Any]:
         parameters = dict(branch.teacher.merge_parameters)
         if weighted:
             parameters["weight"] = branch.teacher.weight
-        models.append({"model": str(branch.output_dir), **({"parameters": parameters} if parameters else {})})
+        model = f"{merge.student}+{branch.output_dir}" if branch.adapter else str(branch.output_dir)
+        models.append({"model": model, **({"parameters": parameters} if parameters else {})})
     config: dict[str, Any] = {"merge_method": settings.method}
     if uses_base_model(recipe):
         config["base_model"] = merge.student
@@ -112,17 +132,27 @@ def mot_merge_config(recipe: Recipe, merge: MergeSpec) -> dict[str, Any]:
 
 @hookimpl(trylast=True)
 def mot_run_merge(recipe: Recipe, step: Step) -> dict[str, Any]:
-    """`mergekit-yaml merge.yaml OUT` into a scratch directory, renamed into place when complete."""
+    """`mergekit-yaml merge.yaml OUT` into a scratch directory, renamed into place when complete.
+    Adapters are merged into the student in the merge's dtype, in a cache deleted afterwards."""
     scratch = step.output_dir.with_name(step.output_dir.name + ".partial")
     shutil.rmtree(scratch, ignore_errors=True)
     cmd = [sys.executable, "-m", "mergekit.scripts.run_yaml", str(step.config_path), str(scratch),
            "--random-seed", str(recipe.mot.seed), "--quiet"]
-    run_logged(step.id, cmd, step.log_path)
+    cache = step.output_dir.with_name(LORA_CACHE)
+    if any(branch.adapter for branch in step.spec.branches):
+        cmd += ["--lora-merge-cache", str(cache), "--lora-merge-dtype", step.config["dtype"]]
+    shutil.rmtree(cache, ignore_errors=True)
+    try:
+        run_logged(step.id, cmd, step.log_path)
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
     if "base_model" not in step.config:
-        donor = step.spec.branches[0].output_dir
+        # an adapter branch's directory lacks the student's generation_config.json: take it from the student
+        donors = [step.spec.branches[0].output_dir, Path(step.spec.student)]
         for name in DONOR_FILES:
-            if (donor / name).is_file():
-                shutil.copy2(donor / name, scratch / name)
+            donor = next((d / name for d in donors if (d / name).is_file()), None)
+            if donor:
+                shutil.copy2(donor, scratch / name)
     shutil.rmtree(step.output_dir, ignore_errors=True)
     scratch.rename(step.output_dir)
     return {"merged": str(step.output_dir), "method": step.config["merge_method"],
