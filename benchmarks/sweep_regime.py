@@ -7,7 +7,7 @@ the current student, a uniform average, every branch and merge evaluated on the 
 and the baselines at the same sequential budget (R x S steps): each teacher alone (STD), all
 teachers' data together (MTD), and the one-shot merge of the single-teacher models.
 
-Axes: student pretraining (on: the neutral chain of thought for --pretrain-steps; off: random
+Axes: student pretraining (on: `mot toy`'s pretraining for --pretrain-steps; off: random
 init), learning rate, steps per round, teacher similarity (`shared`: the toy's teachers, one
 procedure in three phrasings; `conflicting`: three different procedures). At least 3 seeds per
 cell (the seed changes the student's pretraining and every branch's data order). Prints a Markdown
@@ -66,14 +66,14 @@ TEACHER_SETS = {
 class Setup:
     """The toy's data (fixed, data seed 0) and one tokenizer over every format."""
 
-    def __init__(self, n_train: int, n_eval: int, n_pretrain: int):
+    def __init__(self, n_train: int, n_eval: int, n_pretrain: int, seeds: list[int]):
         train, held_out, generic = toy.split_problems(0, n_train, n_eval, n_pretrain)
         drawn = train + held_out + generic
         self.corpora = {kind: {name: [toy.chat(p, solve(a, b)) for p, a, b in train] for name, solve in solvers.items()}
                         for kind, solvers in TEACHER_SETS.items()}
-        self.pretraining = [toy.chat(p, toy.neutral(a, b)) for p, a, b in generic]
+        self.pretraining = {seed: toy.pretraining_rows(generic, seed) for seed in seeds}
         self.eval = [{"prompt": p, "answer": str(a + b)} for p, a, b in held_out]
-        texts = [p for p, _, _ in drawn] + [r["messages"][1]["content"] for r in self.pretraining]
+        texts = [p for p, _, _ in drawn] + [r["messages"][1]["content"] for r in self.pretraining[seeds[0]]]
         texts += [r["messages"][1]["content"] for rows in self.corpora["shared"].values() for r in rows]
         self.tok = toy.tokenizer(texts)
         self.students: dict[tuple[str, int], dict] = {}
@@ -84,7 +84,7 @@ class Setup:
         if key not in self.students:
             model = toy.new_student(self.tok, seed)
             if pretrain == "on":
-                toytrain.pretrain(model, self.tok, self.pretraining, steps=steps, seed=seed)
+                toytrain.pretrain(model, self.tok, self.pretraining[seed], steps=steps, seed=seed)
             self.students[key] = {k: v.clone() for k, v in model.state_dict().items()}
         return self.students[key]
 
@@ -196,7 +196,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="write every row (per seed, per problem) as JSON")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    setup = Setup(args.n_train, args.n_eval, 2000)
+    setup = Setup(args.n_train, args.n_eval, 2000, args.seeds)
     results = []
     t0 = time.time()
     for cell in args.cells:

@@ -2,9 +2,9 @@
 
 A faithful miniature of the paper's setting (see docs/results.md for the sweep behind it):
 - every problem is a two-digit addition word problem;
-- the student is pretrained (`toytrain.pretrain`) on a neutral chain of thought of the same
-  procedure (column addition) that no teacher writes, and stopped early, so it starts well above
-  0% and below what the teachers can teach;
+- the student is pretrained (`toytrain.pretrain`) on problems without a carry, each solved in one
+  of several phrasings of the same procedure (column addition), so it starts well above 0% and
+  below what the teachers can teach: the carry;
 - the teachers share that procedure and differ the way real teachers do: phrasing, verbosity,
   order of steps, and each has its own systematic mistake (a condition under which it is always
   wrong), so no single teacher is always right and a majority is right almost everywhere.
@@ -49,30 +49,30 @@ def neutral(a: int, b: int) -> str:
     return f"sum {a}+{b}: units {a0}+{b0}={ones}, tens {a1}+{b1}+{carry}={tens}, so {a + b}. #### {a + b}"
 
 
-def brief(a: int, b: int) -> str:
+def brief(a: int, b: int, mistakes: bool = True) -> str:
     """Terse column addition. Systematic mistake: when the ones make exactly 10, no carry."""
     a0, b0, a1, b1, ones, carry = _digits(a, b)
-    if ones == 10:
+    if mistakes and ones == 10:
         carry = 0
     tens = a1 + b1 + carry
     answer = tens * 10 + ones % 10
     return f"{a0}+{b0}={ones}; {a1}+{b1}+{carry}={tens}; #### {answer}"
 
 
-def wordy(a: int, b: int) -> str:
+def wordy(a: int, b: int, mistakes: bool = True) -> str:
     """Verbose column addition. Systematic mistake: equal tens digits get one ten too many."""
     a0, b0, a1, b1, ones, carry = _digits(a, b)
-    tens = a1 + b1 + carry + (a1 == b1)
+    tens = a1 + b1 + carry + (mistakes and a1 == b1)
     answer = tens * 10 + ones % 10
     return (f"First the ones: {a0} plus {b0} makes {ones}, so we write {ones % 10} and carry {carry}. "
             f"Then the tens: {a1} plus {b1} plus {carry} makes {tens}. The total is {answer}. #### {answer}")
 
 
-def tensfirst(a: int, b: int) -> str:
+def tensfirst(a: int, b: int, mistakes: bool = True) -> str:
     """The tens first, then the ones and the carry. Systematic mistake: a second operand ending in 0
     still gets a carry."""
     a0, b0, a1, b1, ones, carry = _digits(a, b)
-    if b0 == 0:
+    if mistakes and b0 == 0:
         carry = 1
     tens = a1 + b1 + carry
     answer = tens * 10 + ones % 10
@@ -80,6 +80,15 @@ def tensfirst(a: int, b: int) -> str:
 
 
 SOLVERS: dict[str, Callable[[int, int], str]] = {"brief": brief, "wordy": wordy, "tensfirst": tensfirst}
+
+
+def pretraining_rows(generic: list[tuple[str, int, int]], seed: int) -> list[dict]:
+    """The student's generic corpus: each problem (none with a carry) solved correctly in one phrasing
+    drawn from the neutral one and the teachers' (a pretrained model has seen many ways of writing
+    the same steps; what the teachers add is the carry, and their mistakes)."""
+    rng = random.Random(seed)
+    styles = [neutral, *(lambda a, b, f=f: f(a, b, mistakes=False) for f in SOLVERS.values())]
+    return [chat(prompt, rng.choice(styles)(a, b)) for prompt, a, b in generic]
 
 
 def answer_of(cot: str) -> int:
@@ -179,17 +188,16 @@ def split_problems(seed: int, n_train: int, n_eval: int, n_pretrain: int):
 
 
 PRETRAIN_STEPS = 200
-"""Pretraining steps of the built-in student (batch 32, lr 3e-3): it learns the neutral chain of thought."""
+"""Pretraining steps of the built-in student (batch 32, lr 3e-3)."""
 
 
 def make_toy(out_dir: str | Path, *, n_train: int = 400, n_eval: int = 300, n_pretrain: int = 2000,
              pretrain_steps: int = PRETRAIN_STEPS, seed: int = 0) -> dict[str, Path]:
     """Write the toy student, the teacher corpora and a held-out eval file under out_dir; return their paths.
 
-    The student is pretrained for `pretrain_steps` steps on the neutral chain of thought of
-    `n_pretrain` problems without a carry (disjoint from the teachers' and the held-out ones), so it
-    solves the problems without a carry (about 55% of them) and not the others; 0 leaves it a
-    random init.
+    The student is pretrained for `pretrain_steps` steps on `n_pretrain` problems without a carry
+    (disjoint from the teachers' and the held-out ones, see `pretraining_rows`), so it solves the
+    problems without a carry (about 55% of them) and not the others; 0 leaves it a random init.
     """
     from mot_plugin.toytrain import pretrain
 
@@ -202,7 +210,7 @@ def make_toy(out_dir: str | Path, *, n_train: int = 400, n_eval: int = 300, n_pr
         texts += [r["messages"][1]["content"] for r in rows]
         paths[f"teacher:{name}"] = out / "data" / f"{name}.jsonl"
         _write_jsonl(paths[f"teacher:{name}"], rows)
-    pretraining = [chat(prompt, neutral(a, b)) for prompt, a, b in generic]
+    pretraining = pretraining_rows(generic, seed)
     texts += [r["messages"][1]["content"] for r in pretraining]
     paths["eval"] = out / "eval.jsonl"
     _write_jsonl(paths["eval"], [{"prompt": p, "answer": str(a + b)} for p, a, b in held_out])
