@@ -7,8 +7,8 @@ the current student, a uniform average, every branch and merge evaluated on the 
 and the baselines at the same sequential budget (R x S steps): each teacher alone (STD), all
 teachers' data together (MTD), and the one-shot merge of the single-teacher models.
 
-Axes: student pretraining (on: `mot toy`'s pretraining for --pretrain-steps; off: random
-init), learning rate, steps per round, teacher similarity (`shared`: the toy's teachers, one
+Axes: student pretraining (on: `mot toy`'s, the neutral phrasing; mixed: every phrasing; off: random
+init; --pretrain-steps), learning rate, steps per round, teacher similarity (`shared`: the toy's teachers, one
 procedure in three phrasings; `conflicting`: three different procedures). At least 3 seeds per
 cell (the seed changes the student's pretraining and every branch's data order). Prints a Markdown
 table (mean ± std over seeds, Wilson 95% interval of the pooled accuracy) and writes JSON rows.
@@ -31,12 +31,12 @@ from mot_plugin import toy, toytrain
 from mot_plugin.stats import wilson_interval
 
 DEFAULT_CELLS = [
-    # pretrain, teachers, lr, steps per round
+    # pretrain, teachers, lr, steps per round (the cells in docs/results.md)
     "on,shared,1e-4,20",
-    "on,shared,3e-4,20",
-    "on,shared,1e-3,20",
     "on,shared,3e-4,10",
-    "on,conflicting,3e-4,20",
+    "mixed,shared,3e-4,20",
+    "mixed,shared,1e-3,20",
+    "on,conflicting,1e-4,20",
     "off,shared,3e-4,20",
 ]
 BATCH = 16
@@ -71,9 +71,10 @@ class Setup:
         drawn = train + held_out + generic
         self.corpora = {kind: {name: [toy.chat(p, solve(a, b)) for p, a, b in train] for name, solve in solvers.items()}
                         for kind, solvers in TEACHER_SETS.items()}
-        self.pretraining = {seed: toy.pretraining_rows(generic, seed) for seed in seeds}
+        self.pretraining = {(kind, seed): toy.pretraining_rows(generic, seed, phrasings)
+                            for kind, phrasings in (("on", "neutral"), ("mixed", "all")) for seed in seeds}
         self.eval = [{"prompt": p, "answer": str(a + b)} for p, a, b in held_out]
-        texts = [p for p, _, _ in drawn] + [r["messages"][1]["content"] for r in self.pretraining[seeds[0]]]
+        texts = [p for p, _, _ in drawn] + [r["messages"][1]["content"] for r in self.pretraining["mixed", seeds[0]]]
         texts += [r["messages"][1]["content"] for rows in self.corpora["shared"].values() for r in rows]
         self.tok = toy.tokenizer(texts)
         self.students: dict[tuple[str, int], dict] = {}
@@ -83,8 +84,8 @@ class Setup:
         key = (pretrain, seed)
         if key not in self.students:
             model = toy.new_student(self.tok, seed)
-            if pretrain == "on":
-                toytrain.pretrain(model, self.tok, self.pretraining[seed], steps=steps, seed=seed)
+            if pretrain != "off":
+                toytrain.pretrain(model, self.tok, self.pretraining[pretrain, seed], steps=steps, seed=seed)
             self.students[key] = {k: v.clone() for k, v in model.state_dict().items()}
         return self.students[key]
 

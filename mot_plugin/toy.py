@@ -2,9 +2,9 @@
 
 A faithful miniature of the paper's setting (see docs/results.md for the sweep behind it):
 - every problem is a two-digit addition word problem;
-- the student is pretrained (`toytrain.pretrain`) on problems without a carry, each solved in one
-  of several phrasings of the same procedure (column addition), so it starts well above 0% and
-  below what the teachers can teach: the carry;
+- the student is pretrained (`toytrain.pretrain`) on problems without a carry, solved by the same
+  procedure (column addition) in a neutral phrasing no teacher uses, so it starts well above 0%
+  and below what the teachers can teach: the carry;
 - the teachers share that procedure and differ the way real teachers do: phrasing, verbosity,
   order of steps, and each has its own systematic mistake (a condition under which it is always
   wrong), so no single teacher is always right and a majority is right almost everywhere.
@@ -82,12 +82,14 @@ def tensfirst(a: int, b: int, mistakes: bool = True) -> str:
 SOLVERS: dict[str, Callable[[int, int], str]] = {"brief": brief, "wordy": wordy, "tensfirst": tensfirst}
 
 
-def pretraining_rows(generic: list[tuple[str, int, int]], seed: int) -> list[dict]:
-    """The student's generic corpus: each problem (none with a carry) solved correctly in one phrasing
-    drawn from the neutral one and the teachers' (a pretrained model has seen many ways of writing
-    the same steps; what the teachers add is the carry, and their mistakes)."""
+def pretraining_rows(generic: list[tuple[str, int, int]], seed: int, phrasings: str = "neutral") -> list[dict]:
+    """The student's generic corpus: each problem (none with a carry) solved correctly in the neutral
+    phrasing, or (`phrasings="all"`) in one drawn from the neutral one and the teachers' without
+    their mistakes. The built-in default uses the neutral one (docs/results.md compares both)."""
     rng = random.Random(seed)
-    styles = [neutral, *(lambda a, b, f=f: f(a, b, mistakes=False) for f in SOLVERS.values())]
+    styles = [neutral]
+    if phrasings == "all":
+        styles += [lambda a, b, f=f: f(a, b, mistakes=False) for f in SOLVERS.values()]
     return [chat(prompt, rng.choice(styles)(a, b)) for prompt, a, b in generic]
 
 
