@@ -6,7 +6,14 @@ import ctypes
 import os
 import signal
 import subprocess
+import sys
 from pathlib import Path
+
+
+def python_command(module: str, *args: str) -> list[str]:
+    """`python -P -m MODULE ARGS`: -P keeps the working directory off sys.path, so a stray `yaml.py`
+    beside the recipe is never imported by a step."""
+    return [sys.executable, "-P", "-m", module, *args]
 
 
 class StepFailed(RuntimeError):

@@ -47,7 +47,7 @@ def test_concurrent_multi_process_branches_get_their_own_devices_and_ports(toy, 
     seen = _run_all_at_once(recipe, steps, monkeypatch)
     assert len(seen) == 3
     for cmd, env in seen.values():
-        assert cmd[1:3] == ["-m", "accelerate.commands.launch"] and cmd[3:5] == ["--num_processes", "2"]
+        assert cmd[1:4] == ["-P", "-m", "accelerate.commands.launch"] and cmd[4:6] == ["--num_processes", "2"]
         assert cmd[-3:-1] == ["-m", "axolotl.cli.train"]
     first_two = [seen[s.id] for s in steps[:2]]
     assert {env["CUDA_VISIBLE_DEVICES"] for _, env in first_two} == {"0,1", "2,3"}
@@ -62,5 +62,5 @@ def test_cpu_branches_share_the_cores(toy, tmp_path, monkeypatch):
     recipe, steps = _branches(toy, tmp_path, parallel=2)
     seen = _run_all_at_once(recipe, steps, monkeypatch)
     for cmd, env in seen.values():
-        assert cmd[1:] == ["-m", "axolotl.cli.train", cmd[-1]] and env["OMP_NUM_THREADS"] == "4"
+        assert cmd[1:] == ["-P", "-m", "axolotl.cli.train", cmd[-1]] and env["OMP_NUM_THREADS"] == "4"
         assert "CUDA_VISIBLE_DEVICES" not in env

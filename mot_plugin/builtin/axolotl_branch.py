@@ -8,14 +8,13 @@ import json
 import os
 import queue
 import socket
-import sys
 import threading
 from contextlib import contextmanager
 from typing import Any, Iterator
 
 from mot_plugin.axolotl_config import own_keys
 from mot_plugin.hookspecs import hookimpl
-from mot_plugin.process import StepFailed, run_logged
+from mot_plugin.process import StepFailed, python_command, run_logged
 from mot_plugin.recipe import Recipe
 from mot_plugin.specs import RESULT_FILE, BranchSpec, Step
 
@@ -48,12 +47,12 @@ def mot_branch_config(recipe: Recipe, branch: BranchSpec) -> dict[str, Any]:
 def branch_command(recipe: Recipe, step: Step, port: int) -> list[str]:
     """`python -m axolotl.cli.train CONFIG`, under `accelerate launch` when a branch has several
     processes (the recipe's DeepSpeed/FSDP keys are in the config and pass through unchanged)."""
-    train = ["-m", "axolotl.cli.train", str(step.config_path)]
+    train = ["axolotl.cli.train", str(step.config_path)]
     processes = recipe.mot.launch.processes
     if processes == 1:
-        return [sys.executable, *train]
-    return [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(processes),
-            "--main_process_port", str(port), *train]
+        return python_command(*train)
+    return python_command("accelerate.commands.launch", "--num_processes", str(processes),
+                          "--main_process_port", str(port), "-m", *train)
 
 
 def branch_result(step: Step) -> dict[str, Any]:
@@ -107,7 +106,7 @@ def mot_run_branch(recipe: Recipe, step: Step) -> dict[str, Any] | None:
 @hookimpl(trylast=True)
 def mot_prepare_data(recipe: Recipe, step: Step) -> dict[str, Any]:
     """`python -m axolotl.cli.preprocess CONFIG` on this machine: the teacher's data, tokenized once."""
-    run_logged(step.id, [sys.executable, "-m", "axolotl.cli.preprocess", str(step.config_path)], step.log_path,
+    run_logged(step.id, python_command("axolotl.cli.preprocess", str(step.config_path)), step.log_path,
                env=BRANCH_ENV)
     if not step.output_dir.is_dir() or not any(step.output_dir.iterdir()):
         raise StepFailed(f"{step.id} left no prepared data in {step.output_dir}; see {step.log_path}")

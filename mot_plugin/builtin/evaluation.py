@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import sys
 from typing import Any
 
 from mot_plugin.hookspecs import hookimpl
-from mot_plugin.process import run_logged
+from mot_plugin.process import python_command, run_logged
 from mot_plugin.recipe import Recipe
 from mot_plugin.specs import Step
 
@@ -17,6 +16,6 @@ METRICS_FILE = "metrics.json"
 @hookimpl(trylast=True)
 def mot_evaluate(recipe: Recipe, step: Step) -> dict[str, Any]:
     """Generate on the held-out problems, check every answer, write samples and metrics."""
-    cmd = [sys.executable, "-m", "mot_plugin.evaluate", str(step.config_path), str(step.output_dir)]
+    cmd = python_command("mot_plugin.evaluate", str(step.config_path), str(step.output_dir))
     run_logged(step.id, cmd, step.log_path, env={"HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"})
     return json.loads((step.output_dir / METRICS_FILE).read_text())

@@ -12,13 +12,12 @@ local student) in `--lora-merge-cache`, which mot puts next to the merge and del
 from __future__ import annotations
 
 import shutil
-import sys
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from mot_plugin.hookspecs import hookimpl
-from mot_plugin.process import run_logged
+from mot_plugin.process import python_command, run_logged
 from mot_plugin.recipe import Recipe, RecipeError
 from mot_plugin.specs import MergeSpec, Step
 
@@ -136,8 +135,8 @@ def mot_run_merge(recipe: Recipe, step: Step) -> dict[str, Any]:
     Adapters are merged into the student in the merge's dtype, in a cache deleted afterwards."""
     scratch = step.output_dir.with_name(step.output_dir.name + ".partial")
     shutil.rmtree(scratch, ignore_errors=True)
-    cmd = [sys.executable, "-m", "mergekit.scripts.run_yaml", str(step.config_path), str(scratch),
-           "--random-seed", str(recipe.mot.seed), "--quiet"]
+    cmd = python_command("mergekit.scripts.run_yaml", str(step.config_path), str(scratch),
+                         "--random-seed", str(recipe.mot.seed), "--quiet")
     cache = step.output_dir.with_name(LORA_CACHE)
     if any(branch.adapter for branch in step.spec.branches):
         cmd += ["--lora-merge-cache", str(cache), "--lora-merge-dtype", step.config["dtype"]]
