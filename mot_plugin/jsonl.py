@@ -10,8 +10,16 @@ from typing import Iterator
 def read_jsonl(path: Path, error: type[Exception]) -> Iterator[tuple[int, dict]]:
     """Yield (line number, row) for every non-blank line; raise `error` naming `path:line` on a
     line that is not a JSON object."""
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, 1):
+    try:
+        lines = path.open("rb")
+    except OSError as err:
+        raise error(f"{path}: cannot read ({err.strerror})") from None
+    with lines:
+        for number, raw in enumerate(lines, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise error(f"{path}:{number}: not UTF-8 text") from None
             if not line.strip():
                 continue
             try:

@@ -10,20 +10,33 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mot_plugin.errors import CONTROL, UserError, load_yaml
 from mot_plugin.jsonl import read_jsonl
 
 
-class RecipeError(ValueError):
+class RecipeError(UserError):
     """Bad input: a one-line message naming the key, file or line at fault."""
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+Line = Annotated[str, Field(pattern=r"^[^\x00-\x1f\x7f]*$")]
+"""A string without control characters (no newline can break out of a script or a comment line)."""
+Module = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")]
+"""A Python module name (`pkg.module`)."""
+DTYPES = Literal["float32", "float16", "bfloat16", "float64"]
+"""The dtypes mergekit computes and saves in."""
+HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9_.-]+")
+"""What a Hugging Face hub id looks like (`org/name`); other relative paths must exist."""
+DATASET_SUFFIXES = (".json", ".jsonl", ".parquet", ".arrow", ".csv", ".txt")
+"""Local dataset files Axolotl loads by their extension."""
 
 
 # Keys the planner writes into every branch config whose recipe value would be ambiguous: refused.
@@ -49,7 +62,7 @@ class Teacher(_Strict):
     """Axolotl `datasets` entries for this teacher (for example `type: chat_template`)."""
     overrides: dict[str, Any] = {}
     """Axolotl keys that replace the shared ones for this teacher's branches only."""
-    weight: float = 1.0
+    weight: float = Field(default=1.0, allow_inf_nan=False)
     """This teacher's merge weight (mergekit `weight`; linear averaging normalizes the weights)."""
     merge_parameters: dict[str, Any] = {}
     """Other per-model mergekit parameters for this teacher's branch (for example `density`)."""
@@ -70,9 +83,9 @@ class Merge(_Strict):
     """A mergekit `merge_method` name; checked against mergekit's registry."""
     parameters: dict[str, Any] = {}
     """Global mergekit parameters of the method (for example `normalize`, `lambda`, `t`)."""
-    dtype: str = "float32"
+    dtype: DTYPES = "float32"
     """The dtype mergekit computes in."""
-    out_dtype: str | None = None
+    out_dtype: DTYPES | None = None
     """The dtype of the merged weights (default: `dtype`). Use `bfloat16` for large students."""
     base_model: Literal["auto", "student", "none"] = "auto"
     """`student`: the round's student is mergekit's `base_model` (task_arithmetic, ties, ...);
@@ -117,9 +130,9 @@ class Ray(_Strict):
 class Slurm(_Strict):
     """The Slurm launcher: one `sbatch` job per branch, its script kept in the branch's directory."""
 
-    sbatch_args: list[str] = []
+    sbatch_args: list[Line] = []
     """Extra `sbatch` options, for example `--partition=gpu`, `--gres=gpu:8`, `--time=04:00:00`."""
-    setup: list[str] = []
+    setup: list[Line] = []
     """Shell lines run in the job before the branch (for example `source /path/to/venv/bin/activate`)."""
     poll_seconds: float = Field(default=5, gt=0)
     """How often `squeue` is asked whether a job has ended."""
@@ -133,7 +146,7 @@ class Launch(_Strict):
     parallel: int = Field(default=1, ge=1)
     """How many steps run at once (a round's branches are independent). Above 1, every teacher's data
     is tokenized first, so concurrent branches never share Axolotl's prepared-data locks."""
-    devices: list[str] = []
+    devices: list[Line] = []
     """Local: `CUDA_VISIBLE_DEVICES` for each concurrent branch (for example `["0,1", "2,3"]`);
     at least `parallel` groups when set, each with at least `processes` devices."""
     processes: int = Field(default=1, ge=1)
@@ -156,11 +169,11 @@ class MotConfig(_Strict):
     """Optimizer steps of every branch in every round (Axolotl `max_steps`; the paper: 50)."""
     merge: Merge = Merge()
     """The merge of each round's branches."""
-    run_dir: str = "runs/mot"
+    run_dir: Line = Field(default="runs/mot", min_length=1)
     """Where the run lives (relative paths are relative to the working directory)."""
     seed: int = 42
     """Base seed; round r's branches train with `seed + r - 1` (`mot run --seed N` sets it per run)."""
-    plugins: list[str] = []
+    plugins: list[Module] = []
     """Python modules to load as MoT plugins for this recipe (besides installed entry points)."""
     eval: Eval | None = None
     """Evaluate the round-0 student, every round's student and every baseline."""
@@ -183,6 +196,9 @@ class MotConfig(_Strict):
         for name in names:
             if names.count(name) > 1:
                 raise ValueError(f"teacher name {name!r} is used twice")
+        total = sum(t.weight for t in teachers)
+        if total <= 0:
+            raise ValueError(f"the teachers' weights sum to {total:g}; the sum must be positive")
         return teachers
 
     @model_validator(mode="after")
@@ -248,14 +264,9 @@ def seed_run_dirs(run_dir: Path) -> list[Path]:
 def load_recipe(path: str | Path, *, check_files: bool = True) -> Recipe:
     """Read, validate and resolve the recipe at `path`."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise RecipeError(f"{path}: no such recipe file") from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark else ""
-        raise RecipeError(f"{path}{where}: not valid YAML ({getattr(err, 'problem', err)})") from None
+    if not path.exists():
+        raise RecipeError(f"{path}: no such recipe file")
+    data = load_yaml(path, RecipeError)
     recipe = parse_recipe(data, source=str(path))
     if check_files:
         check_inputs(recipe)
@@ -271,6 +282,13 @@ def parse_recipe(data: Any, *, source: str = "<recipe>") -> Recipe:
         raise RecipeError(f"{source}: missing the `mot:` block")
     if not shared.get("base_model"):
         raise RecipeError(f"{source}: base_model: required (the round-0 student)")
+    for key in ("base_model", "tokenizer_config", "lora_model_dir"):
+        value = shared.get(key)
+        if value is not None and (not isinstance(value, str) or CONTROL.search(value)):
+            raise RecipeError(f"{source}: {key}: must be one path or hub id (a string on one line), not {value!r}")
+    plugins = shared.get("plugins")
+    if plugins is not None and (not isinstance(plugins, list) or not all(isinstance(p, str) and p for p in plugins)):
+        raise RecipeError(f"{source}: plugins: must be a list of Axolotl plugin class names, not {plugins!r}")
     for key, owner in PLANNER_KEYS.items():
         if key != "base_model" and key in shared:
             raise RecipeError(f"{source}: {key}: set per branch by mot ({owner}); remove it")
@@ -283,14 +301,15 @@ def parse_recipe(data: Any, *, source: str = "<recipe>") -> Recipe:
         loc = ".".join(str(p) for p in ("mot", *first["loc"]))
         msg = "unknown key" if first["type"] == "extra_forbidden" else first["msg"].removeprefix("Value error, ")
         raise RecipeError(f"{source}: {loc}: {msg}") from None
-    shared["base_model"] = _local_or_hub(shared["base_model"])
-    for key in ("tokenizer_config", "lora_model_dir"):
+    for key in ("base_model", "tokenizer_config", "lora_model_dir"):
         if shared.get(key):
-            shared[key] = _local_or_hub(shared[key])
+            shared[key] = _local_or_hub(shared[key], f"{source}: {key}")
     teachers = [
-        t.model_copy(update={"datasets": [_resolve_dataset(d) for d in t.datasets]}) for t in mot.teachers
+        t.model_copy(update={"datasets": [_resolve_dataset(d, f"{source}: mot.teachers.{i}.datasets.{j}")
+                                          for j, d in enumerate(t.datasets)]})
+        for i, t in enumerate(mot.teachers)
     ]
-    update = {"teachers": teachers, "run_dir": str(Path(mot.run_dir).absolute())}
+    update = {"teachers": teachers, "run_dir": str(_run_dir(mot.run_dir, f"{source}: mot.run_dir"))}
     if mot.eval:
         update["eval"] = mot.eval.model_copy(update={"data": str(Path(mot.eval.data).expanduser().absolute())})
     mot = mot.model_copy(update=update)
@@ -302,16 +321,37 @@ def _looks_local(value: str) -> bool:
     return value.startswith((".", "/", "~")) or Path(value).exists() or value.count("/") > 1
 
 
-def _local_or_hub(value: str) -> str:
-    """Absolute path for a local path; a hub id (`org/name`) is kept as it is."""
-    return str(Path(value).expanduser().absolute()) if _looks_local(value) else value
+def _local_or_hub(value: str, where: str, suffixes: tuple[str, ...] = ()) -> str:
+    """Absolute path for a local path (`~` expanded); a hub id (`org/name`) is kept as it is; any
+    other relative path that does not exist (a typo) is refused."""
+    if _looks_local(value) or value.endswith(suffixes):
+        return str(Path(value).expanduser().absolute())
+    if not HUB_ID.fullmatch(value):
+        raise RecipeError(f"{where}: {value} is neither an existing path nor a hub id (org/name); "
+                          f"write ./{value} for a local path that does not exist yet")
+    return value
 
 
-def _resolve_dataset(entry: dict[str, Any]) -> dict[str, Any]:
+def _resolve_dataset(entry: Any, where: str) -> dict[str, Any]:
+    if not isinstance(entry, dict):
+        raise RecipeError(f"{where}: must be a mapping (an Axolotl datasets entry), not {entry!r}")
     path = entry.get("path")
-    if not isinstance(path, str) or not (_looks_local(path) or path.endswith((".json", ".jsonl"))):
+    if path is None:
         return dict(entry)
-    return {**entry, "path": str(Path(path).expanduser().absolute())}
+    if not isinstance(path, str) or not path or CONTROL.search(path):
+        raise RecipeError(f"{where}.path: must be one path or hub id (a string on one line), not {path!r}")
+    return {**entry, "path": _local_or_hub(path, f"{where}.path", DATASET_SUFFIXES)}
+
+
+def _run_dir(value: str, where: str) -> Path:
+    """The run directory, absolute with `~` expanded; refused when it or a parent is not a directory."""
+    path = Path(value).expanduser().absolute()
+    for parent in (path, *path.parents):
+        if parent.exists() or parent.is_symlink():
+            if not parent.is_dir():
+                raise RecipeError(f"{where}: {parent} is not a directory")
+            break
+    return path
 
 
 def check_inputs(recipe: Recipe) -> None:
@@ -319,11 +359,9 @@ def check_inputs(recipe: Recipe) -> None:
     src = recipe.source
     student = recipe.student
     if Path(student).is_absolute():
-        model_dir = Path(student)
-        if not model_dir.is_dir():
-            raise RecipeError(f"{src}: base_model: {student} does not exist")
-        if not (model_dir / "config.json").is_file() or not _has_weights(model_dir):
-            raise RecipeError(f"{src}: base_model: {student} holds no model (config.json and weights)")
+        problem = model_problem(Path(student))
+        if problem:
+            raise RecipeError(f"{src}: base_model: {student} {problem}")
     adapter_dir = recipe.axolotl.get("lora_model_dir")
     if adapter_dir and Path(adapter_dir).is_absolute() and not (Path(adapter_dir) / "adapter_config.json").is_file():
         what = "holds no adapter (adapter_config.json)" if Path(adapter_dir).is_dir() else "does not exist"
@@ -335,7 +373,7 @@ def check_inputs(recipe: Recipe) -> None:
             if not path:
                 raise RecipeError(f"{src}: {key}: required (teacher {teacher.name!r})")
             if Path(path).is_absolute():
-                _check_dataset_file(Path(path), f"{src}: {key}")
+                _check_dataset_file(Path(path), entry, f"{src}: {key}")
     if recipe.mot.eval:
         from mot_plugin.evaluate import EvalError, load_eval_file
 
@@ -349,12 +387,45 @@ def _has_weights(model_dir: Path) -> bool:
     return any(model_dir.glob("*.safetensors")) or any(model_dir.glob("*.bin"))
 
 
-def _check_dataset_file(path: Path, where: str) -> None:
+def model_problem(model_dir: Path, adapters: bool = False) -> str | None:
+    """What keeps `model_dir` from being a model (or, with `adapters`, a LoRA adapter); None if nothing."""
+    if not model_dir.exists():
+        return "does not exist"
+    if not model_dir.is_dir():
+        return "is not a directory"
+    if adapters and (model_dir / "adapter_config.json").is_file():
+        return None
+    if not (model_dir / "config.json").is_file() or not _has_weights(model_dir):
+        return "holds no model (config.json and weights)"
+    return None
+
+
+def _check_dataset_file(path: Path, entry: dict[str, Any], where: str) -> None:
+    """An existing dataset file of a kind Axolotl loads; a JSONL file's rows parse, and for
+    `type: chat_template` each holds a list of messages with a role and a text content."""
     if not path.exists():
         raise RecipeError(f"{where}: {path} does not exist")
-    if path.is_dir() or path.suffix != ".jsonl":
+    if path.is_dir():
         return
-    if sum(1 for _ in read_jsonl(path, RecipeError)) == 0:
+    if path.suffix not in DATASET_SUFFIXES and "ds_type" not in entry:
+        raise RecipeError(f"{where}: {path} is not a dataset file ({', '.join(DATASET_SUFFIXES)}, or set ds_type)")
+    if path.suffix != ".jsonl":
+        return
+    chat = entry.get("type") == "chat_template"
+    mapping = entry.get("message_property_mappings") or {}
+    field = entry.get("field_messages", "messages")
+    keys = (mapping.get("role", entry.get("message_field_role", "role")),
+            mapping.get("content", entry.get("message_field_content", "content")))
+    rows = 0
+    for number, row in read_jsonl(path, RecipeError):
+        rows += 1
+        messages = row.get(field)
+        if chat and not (isinstance(messages, list) and messages and all(
+                isinstance(m, dict) and isinstance(m.get(keys[0]), str) and isinstance(m.get(keys[1]), str)
+                for m in messages)):
+            raise RecipeError(f"{where}: {path}:{number}: not a chat row (needs `{field}`: a list of messages, "
+                              f"each with a {keys[0]!r} and a {keys[1]!r} string)")
+    if rows == 0:
         raise RecipeError(f"{where}: {path} has no rows")
 
 

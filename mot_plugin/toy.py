@@ -13,9 +13,14 @@ A faithful miniature of the paper's setting (see docs/results.md for the sweep b
 from __future__ import annotations
 
 import json
+import os
 import random
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Callable
+
+from mot_plugin.errors import UserError
 
 TEACHERS: tuple[str, ...] = ("brief", "wordy", "tensfirst")
 
@@ -193,17 +198,46 @@ PRETRAIN_STEPS = 200
 """Pretraining steps of the built-in student (batch 32, lr 3e-3)."""
 
 
+OUTPUTS = ("data", "eval.jsonl", "student")
+"""What `make_toy` writes into its directory."""
+
+
+def check_toy_dir(out_dir: str | Path, force: bool = False) -> None:
+    """Refuse to replace an existing toy output (the user's files) unless `force`."""
+    for name in OUTPUTS:
+        path = Path(out_dir) / name
+        if (path.exists() or path.is_symlink()) and not force:
+            raise UserError(f"{path}: exists; pass --force to replace it")
+
+
 def make_toy(out_dir: str | Path, *, n_train: int = 400, n_eval: int = 300, n_pretrain: int = 2000,
-             pretrain_steps: int = PRETRAIN_STEPS, seed: int = 0) -> dict[str, Path]:
+             pretrain_steps: int = PRETRAIN_STEPS, seed: int = 0, force: bool = False) -> dict[str, Path]:
     """Write the toy student, the teacher corpora and a held-out eval file under out_dir; return their paths.
 
     The student is pretrained for `pretrain_steps` steps on `n_pretrain` problems without a carry
     (disjoint from the teachers' and the held-out ones, see `pretraining_rows`), so it solves the
     problems without a carry (about 55% of them) and not the others; 0 leaves it a random init.
+    Everything is written into a fresh directory first and moved into place once complete; an
+    existing output is refused unless `force`.
     """
+    final = Path(out_dir)
+    check_toy_dir(final, force)
+    final.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=final, prefix=".toy-partial-") as partial:
+        paths = _make_toy(Path(partial), n_train, n_eval, n_pretrain, pretrain_steps, seed)
+        for name in OUTPUTS:
+            target = final / name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            elif target.exists() or target.is_symlink():
+                target.unlink()
+            os.replace(Path(partial) / name, target)
+    return {key: final / path.relative_to(partial) for key, path in paths.items()}
+
+
+def _make_toy(out: Path, n_train: int, n_eval: int, n_pretrain: int, pretrain_steps: int, seed: int) -> dict[str, Path]:
     from mot_plugin.toytrain import pretrain
 
-    out = Path(out_dir)
     train, held_out, generic = split_problems(seed, n_train, n_eval, n_pretrain)
     paths: dict[str, Path] = {}
     texts = [p for p, _, _ in train + held_out + generic]

@@ -103,6 +103,13 @@ def _check_value(params: dict, name: str, value: Any, key: str, method: str, kno
         params[name].validate(value)
     except Exception as err:  # pydantic's ValidationError, one line of it
         raise RecipeError(f"{key}: invalid value {value!r} ({str(err).splitlines()[-1].strip()})") from None
+    low, high = RANGES.get(name, (None, None))
+    if low is not None and isinstance(value, (int, float)) and not low < value <= high:
+        raise RecipeError(f"{key}: {value!r} is out of range ({low}, {high}]")
+
+
+RANGES = {"density": (0, 1)}
+"""Parameters whose meaningful values mergekit does not check: a fraction of weights kept."""
 
 
 @hookimpl(trylast=True)

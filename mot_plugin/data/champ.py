@@ -16,7 +16,7 @@ import random
 import re
 from pathlib import Path
 
-from mot_plugin.data.output import PartialFiles
+from mot_plugin.data.output import PartialFiles, check_output
 from mot_plugin.data.rows import DataError
 from mot_plugin.evaluate import gold_answer
 
@@ -86,11 +86,13 @@ def _solution(problem: dict, model: str) -> str | None:
     return f"{answers[0]['text'].strip()}\n\n{summary.strip()}".strip()
 
 
-def export_champ(out_dir: Path, *, eval_fraction: float = 0.2, seed: int = 0) -> dict:
+def export_champ(out_dir: Path, *, eval_fraction: float = 0.2, seed: int = 0, force: bool = False) -> dict:
     """Write OUT_DIR/all.jsonl (teacher, id, prompt, response, answer per row) and OUT_DIR/eval.jsonl
     (id, prompt, answer of held-out problems, drawn from those with a verifiable gold answer); return counts."""
     if not 0 <= eval_fraction < 1:
         raise DataError(f"--eval-fraction must be in [0, 1), got {eval_fraction}")
+    for name in ("all.jsonl", "eval.jsonl"):
+        check_output(out_dir / name, force=force)
     problems = _load()["problems"]
     gold = {pid: champ_gold(p["_raw_answer"]) for pid, p in problems.items()}
     verifiable = sorted(pid for pid, g in gold.items() if g is not None)
@@ -98,7 +100,7 @@ def export_champ(out_dir: Path, *, eval_fraction: float = 0.2, seed: int = 0) ->
     counts = {"problems": len(problems), "gold_unparsable": len(problems) - len(verifiable),
               "eval": len(held_out), "train_problems": len(problems) - len(held_out),
               "rows": {name: 0 for name in TEACHERS.values()}, "truncated": {name: 0 for name in TEACHERS.values()}}
-    with PartialFiles() as out:
+    with PartialFiles(force=force) as out:
         for pid, problem in problems.items():
             prompt = problem["_text"]
             answer = gold[pid] if gold[pid] is not None else problem["_answer"]

@@ -13,21 +13,6 @@ from mot_plugin.data.generate import generate_command
 from mot_plugin.data.rows import DataError, teacher_files
 
 
-def _errors(command):
-    """Report a `DataError` as `mot: error: ...` (one line) with exit code 2."""
-
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        try:
-            return command(*args, **kwargs)
-        except DataError as err:
-            from mot_plugin.cli import _fail
-
-            _fail(str(err), 2)
-
-    return wrapper
-
-
 def _format_options(command):
     """The options that say how input rows are read (shared by convert and split)."""
     options = [
@@ -70,14 +55,15 @@ def data() -> None:
 @click.argument("input_file", type=click.Path(dir_okay=False, exists=True))
 @click.argument("out_file", type=click.Path(dir_okay=False))
 @_format_options
-@_errors
+@click.option("--force", is_flag=True, help="Replace existing output files.")
 def convert(input_file, out_file, fmt, prompt_field, response_field, thinking_field, think_template, answer_field,
-            skip_bad) -> None:
+            skip_bad, force) -> None:
     """Convert INPUT_FILE (one teacher) to a chat_template JSONL file OUT_FILE."""
     from mot_plugin.data.convert import convert_file
 
     fields = _fields(prompt_field, response_field, thinking_field, think_template)
-    tally = convert_file(Path(input_file), Path(out_file), fmt, fields, answer_field=answer_field, skip_bad=skip_bad)
+    tally = convert_file(Path(input_file), Path(out_file), fmt, fields, answer_field=answer_field, skip_bad=skip_bad,
+                         force=force)
     _report_tally(tally, out_file)
 
 
@@ -86,15 +72,15 @@ def convert(input_file, out_file, fmt, prompt_field, response_field, thinking_fi
 @click.argument("out_dir", type=click.Path(file_okay=False))
 @click.option("--teacher-field", default="teacher", show_default=True, help="The field naming each row's teacher.")
 @_format_options
-@_errors
+@click.option("--force", is_flag=True, help="Replace existing output files.")
 def split(input_file, out_dir, teacher_field, fmt, prompt_field, response_field, thinking_field, think_template,
-          answer_field, skip_bad) -> None:
+          answer_field, skip_bad, force) -> None:
     """Split INPUT_FILE (rows of several teachers) into chat_template files OUT_DIR/<teacher>.jsonl."""
     from mot_plugin.data.convert import split_file
 
     fields = _fields(prompt_field, response_field, thinking_field, think_template)
     tally = split_file(Path(input_file), Path(out_dir), fmt, fields, teacher_field=teacher_field,
-                       answer_field=answer_field, skip_bad=skip_bad)
+                       answer_field=answer_field, skip_bad=skip_bad, force=force)
     _report_tally(tally, out_dir)
 
 
@@ -110,8 +96,8 @@ def split(input_file, out_dir, teacher_field, fmt, prompt_field, response_field,
 @click.option("--contamination", type=click.Choice(["warn", "exclude"]), default="warn", show_default=True,
               help="Rows sharing a word n-gram with an eval prompt: count them, or also drop them.")
 @click.option("--ngram", default=13, show_default=True, help="Word n-gram length of the contamination check.")
-@_errors
-def filter_(inputs, out_dir, check_answers, aligned, dedup_prompts, eval_file, contamination, ngram) -> None:
+@click.option("--force", is_flag=True, help="Replace existing output files.")
+def filter_(inputs, out_dir, check_answers, aligned, dedup_prompts, eval_file, contamination, ngram, force) -> None:
     """Filter per-teacher chat files (INPUTS: files or directories of *.jsonl) into OUT/<teacher>.jsonl
     and OUT/filter_report.json."""
     from mot_plugin.data.filter import FilterOptions, filter_corpus
@@ -119,7 +105,7 @@ def filter_(inputs, out_dir, check_answers, aligned, dedup_prompts, eval_file, c
     if ngram < 1:
         raise DataError("--ngram must be >= 1")
     opts = FilterOptions(check_answers=check_answers, aligned=aligned, dedup_prompts=dedup_prompts,
-                         eval_file=Path(eval_file) if eval_file else None, contamination=contamination, ngram=ngram)
+                         eval_file=Path(eval_file) if eval_file else None, contamination=contamination, ngram=ngram, force=force)
     report = filter_corpus(teacher_files(list(inputs)), Path(out_dir), opts)
     for teacher, c in report["teachers"].items():
         click.echo(f"{teacher}: {c['rows']} rows -> {c['written']} written; kept {c['kept']}, wrong {c['wrong']}, "
@@ -140,7 +126,6 @@ def filter_(inputs, out_dir, check_answers, aligned, dedup_prompts, eval_file, c
 @click.option("--tokenizer", required=True, type=click.Path(file_okay=False, exists=True),
               help="The student's model or tokenizer directory (lengths are in its tokens).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-@_errors
 def stats(inputs, tokenizer, as_json) -> None:
     """Rows, response length in student tokens, accuracy and answer agreement of per-teacher chat files."""
     from mot_plugin.data.stats import corpus_stats, format_table
@@ -154,12 +139,12 @@ def stats(inputs, tokenizer, as_json) -> None:
 @click.option("--eval-fraction", default=0.2, show_default=True,
               help="Share of the problems with a verifiable answer held out in eval.jsonl.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the held-out draw.")
-@_errors
-def champ(out_dir, eval_fraction, seed) -> None:
+@click.option("--force", is_flag=True, help="Replace existing output files.")
+def champ(out_dir, eval_fraction, seed, force) -> None:
     """Export the CHAMP corpus (4 real teachers, package champ-dataset) to OUT_DIR/all.jsonl and eval.jsonl."""
     from mot_plugin.data.champ import export_champ
 
-    counts = export_champ(Path(out_dir), eval_fraction=eval_fraction, seed=seed)
+    counts = export_champ(Path(out_dir), eval_fraction=eval_fraction, seed=seed, force=force)
     for teacher, rows in counts["rows"].items():
         click.echo(f"{teacher}: {rows} rows ({counts['truncated'][teacher]} truncated responses skipped)")
     click.echo(f"{counts['problems']} problems: {counts['train_problems']} in all.jsonl, {counts['eval']} held out "

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Iterator
 
 from mot_plugin.data.formats import BadRow, Fields, to_messages
-from mot_plugin.data.output import PartialFiles
+from mot_plugin.data.output import PartialFiles, check_output
 from mot_plugin.data.rows import TEACHER_NAME, DataError
 from mot_plugin.jsonl import read_jsonl
 
@@ -64,10 +64,11 @@ def _check_some(path: Path, tally: Tally) -> None:
 
 
 def convert_file(path: Path, out_file: Path, fmt: str, fields: Fields, *, answer_field: str = "answer",
-                 skip_bad: bool = False) -> Tally:
+                 skip_bad: bool = False, force: bool = False) -> Tally:
     """Convert one corpus file to one chat_template file (one teacher)."""
     tally = Tally()
-    with PartialFiles() as out:
+    check_output(out_file, [path], force)
+    with PartialFiles([path], force) as out:
         for _, row in chat_rows(path, fmt, fields, answer_field=answer_field, tally=tally if skip_bad else None):
             out.write_row(out_file, row)
             tally.written[out_file.stem] = tally.written.get(out_file.stem, 0) + 1
@@ -76,10 +77,10 @@ def convert_file(path: Path, out_file: Path, fmt: str, fields: Fields, *, answer
 
 
 def split_file(path: Path, out_dir: Path, fmt: str, fields: Fields, *, teacher_field: str = "teacher",
-               answer_field: str = "answer", skip_bad: bool = False) -> Tally:
+               answer_field: str = "answer", skip_bad: bool = False, force: bool = False) -> Tally:
     """Convert one corpus file holding several teachers into OUT_DIR/<teacher>.jsonl files."""
     tally = Tally()
-    with PartialFiles() as out:
+    with PartialFiles([path], force) as out:
         for teacher, row in chat_rows(path, fmt, fields, answer_field=answer_field, teacher_field=teacher_field,
                                       tally=tally if skip_bad else None):
             out.write_row(out_dir / f"{teacher}.jsonl", row)

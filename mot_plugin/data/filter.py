@@ -19,7 +19,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from mot_plugin.data.contamination import DEFAULT_NGRAM, EvalNgrams
-from mot_plugin.data.output import PartialFiles
+from mot_plugin.data.output import PartialFiles, check_output
 from mot_plugin.data.rows import prompt_key, prompt_text, read_chat_rows, response_text
 from mot_plugin.evaluate import answers_match, extract_answer, gold_answer
 
@@ -37,6 +37,7 @@ class FilterOptions:
     eval_file: Path | None = None
     contamination: str = "warn"  # "warn": count overlapping rows; "exclude": also drop them
     ngram: int = DEFAULT_NGRAM
+    force: bool = False  # replace existing outputs
 
 
 _gold = lru_cache(maxsize=100_000)(gold_answer)
@@ -85,6 +86,9 @@ def _verdicts(path: Path, opts: FilterOptions, eval_ngrams: EvalNgrams | None, c
 
 def filter_corpus(files: dict[str, Path], out_dir: Path, opts: FilterOptions) -> dict:
     """Filter every teacher's file into OUT_DIR/<teacher>.jsonl; write and return `filter_report.json`."""
+    inputs = [*files.values(), *([opts.eval_file] if opts.eval_file else [])]
+    for path in [out_dir / f"{teacher}.jsonl" for teacher in files] + [out_dir / "filter_report.json"]:
+        check_output(path, inputs, opts.force)
     eval_ngrams = EvalNgrams.from_file(opts.eval_file, opts.ngram) if opts.eval_file else None
     counts = {teacher: Counter() for teacher in files}
     verdicts = {teacher: _verdicts(path, opts, eval_ngrams, counts[teacher]) for teacher, path in files.items()}
@@ -97,7 +101,7 @@ def filter_corpus(files: dict[str, Path], out_dir: Path, opts: FilterOptions) ->
                      for t in files]
         aligned = set.intersection(*kept_keys) if kept_keys else set()
 
-    with PartialFiles() as out:
+    with PartialFiles(inputs, opts.force) as out:
         for teacher, path in files.items():
             out.write_text(out_dir / f"{teacher}.jsonl", "")  # a teacher left with no rows still gets its file
             for (_, row), verdict in zip(read_chat_rows(path), verdicts[teacher]):

@@ -18,10 +18,12 @@ from pathlib import Path
 
 import click
 
+from mot_plugin.data.output import check_output
+from mot_plugin.errors import UserError
 from mot_plugin.jsonl import read_jsonl
 
 
-class GenerateError(ValueError):
+class GenerateError(UserError):
     """Bad input (prompts file, --teacher, cache); the message is one line."""
 
 
@@ -228,17 +230,20 @@ async def _generate_all(teachers, prompts, out_dir, settings):
                                                         settings) for t in teachers))
 
 
-def generate(prompts_path: Path, teachers: list[Teacher], out_dir: Path, settings: Settings, echo=print) -> list[str]:
+def generate(prompts_path: Path, teachers: list[Teacher], out_dir: Path, settings: Settings, echo=print,
+             force: bool = False) -> list[str]:
     """Generate every teacher's samples; echo a summary line per teacher; return one error line per
-    teacher with failed requests (its final file is not written, its cache is kept)."""
+    teacher with failed requests (its final file is not written, its cache is kept). An existing
+    final file is replaced (with `force`) only once the new one is complete."""
     prompts = load_prompts(prompts_path)
     names = [t.name for t in teachers]
     if not teachers or len(set(names)) < len(names):
         raise GenerateError("give each --teacher once, with a distinct NAME")
     for t in teachers:
         t.headers()
-    for t in teachers:  # from here on, a final file exists only once all its samples are in
-        (out_dir / f"{t.name}.jsonl").unlink(missing_ok=True)
+    for t in teachers:
+        check_output(out_dir / f"{t.name}.jsonl", [prompts_path], force)
+        check_output(out_dir / "cache" / f"{t.name}.jsonl", [prompts_path], force=True)
     results = asyncio.run(_generate_all(teachers, prompts, out_dir, settings))
     errors = []
     for teacher, stats in zip(teachers, results):
@@ -274,16 +279,15 @@ def _fail(message: str, code: int) -> None:
               help="Retries of a request on connection errors, timeouts, 429 and 5xx.")
 @click.option("--timeout", default=900.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
               help="Seconds to wait for a response (or to connect).")
+@click.option("--force", is_flag=True, help="Replace existing output files (once the new ones are complete).")
 @click.option("--backoff", default=1.0, show_default=True, type=click.FloatRange(min=0),
               help="Seconds before the first retry; doubled at each retry.")
-def generate_command(prompts: str, teachers: tuple[str, ...], out: str, **options) -> None:
+def generate_command(prompts: str, teachers: tuple[str, ...], out: str, force: bool, **options) -> None:
     """Sample chains of thought for every prompt in PROMPTS (JSONL: prompt, optional id and answer)
     from each teacher; write OUT/<teacher>.jsonl once all its samples are in. Rerun to resume."""
+    parsed = [parse_teacher(spec) for spec in teachers]
     try:
-        parsed = [parse_teacher(spec) for spec in teachers]
-        errors = generate(Path(prompts), parsed, Path(out), Settings(**options), echo=click.echo)
-    except GenerateError as err:
-        _fail(str(err), 2)
+        errors = generate(Path(prompts), parsed, Path(out), Settings(**options), echo=click.echo, force=force)
     except KeyboardInterrupt:
         _fail(f"interrupted; finished samples are cached in {Path(out) / 'cache'}, rerun to resume", 130)
     for error in errors:

@@ -10,12 +10,13 @@ import re
 from pathlib import Path
 from typing import Iterator
 
+from mot_plugin.errors import UserError
 from mot_plugin.jsonl import read_jsonl
 
 TEACHER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
-class DataError(ValueError):
+class DataError(UserError):
     """Bad corpus input; the message is one line naming the file (and line) at fault."""
 
 
@@ -39,9 +40,12 @@ def read_chat_rows(path: Path) -> Iterator[tuple[int, dict]]:
     without a user and an assistant message."""
     for number, row in read_jsonl(path, DataError):
         messages = row.get("messages")
-        roles = {m.get("role") for m in messages if isinstance(m, dict)} if isinstance(messages, list) else set()
-        if not {"user", "assistant"} <= roles:
-            raise DataError(f"{path}:{number}: not a chat row (needs `messages` with a user and an assistant turn)")
+        turns = messages if isinstance(messages, list) else []
+        whole = all(isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
+                    for m in turns)
+        if not whole or not {"user", "assistant"} <= {m["role"] for m in turns}:
+            raise DataError(f"{path}:{number}: not a chat row (needs `messages`: a user and an assistant turn, "
+                            "each with a string `role` and `content`)")
         yield number, row
 
 

@@ -9,7 +9,7 @@ from itertools import combinations
 from pathlib import Path
 
 from mot_plugin.data.filter import correctness
-from mot_plugin.data.rows import prompt_key, read_chat_rows, response_text
+from mot_plugin.data.rows import DataError, prompt_key, read_chat_rows, response_text
 from mot_plugin.evaluate import answers_match, extract_answer
 
 _BATCH = 256
@@ -70,6 +70,8 @@ def corpus_stats(files: dict[str, Path], tokenizer_dir: str | Path) -> dict:
     """Statistics of every teacher's file, counted in the tokens of the tokenizer in `tokenizer_dir`."""
     from transformers import AutoTokenizer
 
+    if not any((Path(tokenizer_dir) / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json")):
+        raise DataError(f"{tokenizer_dir}: no tokenizer here (tokenizer.json or tokenizer_config.json)")
     tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
     teachers, answers = {}, {}
     for teacher, path in files.items():
