@@ -18,7 +18,7 @@ from mot_plugin.planner import Plan, human_bytes, plan_run, weights_bytes
 from mot_plugin.plugins import plugin_manager
 from mot_plugin.process import StepFailed
 from mot_plugin.recipe import RecipeError, load_recipe, model_problem, seed_run_dirs, with_seed
-from mot_plugin.runner import run_plan, status_rows, step_state, write_configs
+from mot_plugin.runner import check_paths, run_lock, run_plan, status_rows, step_state, write_configs
 
 
 def _fail(message: str, code: int) -> None:
@@ -95,7 +95,10 @@ def plan(recipe: str, seeds: tuple[int, ...]) -> None:
     """Validate RECIPE, write every config file of the run, and print the plan. Runs nothing."""
     plans, _ = _plans(recipe, seeds)
     for the_plan in plans:
-        write_configs(the_plan)
+        check_paths(the_plan)
+    for the_plan in plans:
+        with run_lock(the_plan.recipe.run_dir):  # never rewrite the configs of a running run
+            write_configs(the_plan)
     for the_plan in plans:
         _print_plan(the_plan)
     click.echo(f"Wrote {sum(len(p.steps) for p in plans)} step configs and recipe.yaml; nothing was run. "

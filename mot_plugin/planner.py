@@ -125,7 +125,8 @@ class _Planner:
         return self._add(Step(
             id=step_id, kind="branch", spec=spec, config=config, config_path=directory / "axolotl.yaml",
             log_path=directory / "train.log", marker_path=directory / "done.json",
-            fingerprint=fingerprint(config, [start] if start else []), deps=tuple(deps),
+            fingerprint=fingerprint(config if start else {**config, "mot_student": self._content(spec.student)},
+                                    [start] if start else []), deps=tuple(deps),
         ))
 
     def prepare(self, branch: BranchSpec, config: dict) -> Step:
@@ -169,9 +170,14 @@ class _Planner:
         return self._add(Step(
             id=spec.step_id, kind="eval", spec=spec, config=config, config_path=directory / "eval.yaml",
             log_path=directory / "eval.log", marker_path=directory / "done.json",
-            fingerprint=fingerprint(config, [model] if model else []),
+            fingerprint=fingerprint({**config, "mot_contents": [self._content(settings.data)]
+                                     + ([] if model else [self._content(spec.model)])}, [model] if model else []),
             deps=((model.id,) if model else ()) + tuple(s.id for s in after), ends_round=ends_round,
         ))
+
+    def _content(self, path: str) -> str:
+        """A hash of a local file's or directory's contents (a hub id: ''), cached by size and mtime."""
+        return self.hashes.datasets([{"path": path}]) if Path(path).is_absolute() else ""
 
     def _add(self, step: Step) -> Step:
         self.steps.append(step)

@@ -1,8 +1,10 @@
 """The runner: walks a plan's steps, skips finished ones, runs the rest through the hooks.
 
-A step is finished when its marker (`done.json`, written last and atomically) holds the step's
-current fingerprint. Anything else in its output directory is a leftover and is cleared before the
-step runs again. One lock per run directory keeps two `mot run` apart.
+A step is finished when its marker (`done.json`, written last and atomically, after its outputs
+are fsynced) holds the step's current fingerprint and its output still exists. Anything else in its
+output directory is a leftover and is cleared before the step runs again. One lock per run
+directory keeps `mot run` and `mot plan` apart. Nothing is written or deleted through a symlink
+below the run directory.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from typing import Any, Callable, Iterator
 
 import pluggy
 
-from mot_plugin.atomic import read_json, write_json, write_text
+import hashlib
+
+from mot_plugin.atomic import check_inside, fsync_tree, read_json, remove_tree, write_json, write_text
 from mot_plugin.datahash import HASHES_FILE
 from mot_plugin.errors import UserError
 from mot_plugin.diagnostics import merge_diagnostics
@@ -43,14 +47,34 @@ class NotEnoughDisk(StepFailed):
     """The disk holding the run directory has too little room for the next round."""
 
 
+def check_paths(plan: Plan) -> None:
+    """Refuse a run directory where a step's files would be written through a symlink."""
+    run_dir = plan.recipe.run_dir
+    for path in (run_dir / "recipe.yaml", run_dir / HASHES_FILE, run_dir / LOCK_FILE, run_dir / CURRENT_FILE):
+        check_inside(path, run_dir)
+    for step in plan.steps:
+        for path in (step.config_path, step.log_path, step.marker_path, step.failed_path, step.where_path,
+                     step.output_dir):
+            check_inside(path, run_dir)
+
+
 def write_configs(plan: Plan) -> None:
     """Write the resolved recipe, the training files' hashes and every step's config file
-    (what `mot plan` leaves behind)."""
+    (what `mot plan` leaves behind; call it holding `run_lock`)."""
+    check_paths(plan)
     write_text(plan.recipe.run_dir / "recipe.yaml", dump_yaml(plan.recipe.to_dict()))
     write_json(plan.recipe.run_dir / HASHES_FILE, plan.data_hashes)
     for step in plan.steps:
         header = f"# {step.id}: written by mot from {plan.recipe.source}; edit the recipe, not this file.\n"
         write_text(step.config_path, header + dump_yaml(step.config))
+
+
+def config_digest(step: Step) -> str | None:
+    """sha256 of the step's config file as it is on disk now (what the step reads)."""
+    try:
+        return hashlib.sha256(step.config_path.read_bytes()).hexdigest()
+    except FileNotFoundError:
+        return None
 
 
 def step_state(step: Step) -> str:
@@ -70,14 +94,16 @@ def _lock_holder(run_dir: Path) -> int | None:
 
 @contextmanager
 def run_lock(run_dir: Path) -> Iterator[None]:
-    """Hold the run directory for one `mot run`; raise `RunLocked` if another has it."""
+    """Hold the run directory for one `mot run` or `mot plan`; raise `RunLocked` if another has it."""
     run_dir.mkdir(parents=True, exist_ok=True)
+    check_inside(run_dir / LOCK_FILE, run_dir)
     with open(run_dir / LOCK_FILE, "a+") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = _lock_holder(run_dir)
-            raise RunLocked(f"{run_dir} is in use by another mot run (pid {holder}); wait for it or stop it") from None
+            raise RunLocked(f"{run_dir} is in use by another mot run or plan (pid {holder}); wait for it or "
+                            "stop it") from None
         handle.seek(0)
         handle.truncate()
         handle.write(str(os.getpid()))
@@ -100,14 +126,12 @@ def is_running(run_dir: Path) -> bool:
         return False
 
 
-def _clear(step: Step) -> None:
+def _clear(step: Step, run_dir: Path) -> None:
     """Remove what an unfinished or outdated attempt of `step` left behind (its `where` record
     stays until the launcher writes a new one: a launcher may need it to stop an orphaned job)."""
-    for path in (step.marker_path, step.failed_path):
-        path.unlink(missing_ok=True)
-    if step.kind == "merge":
-        _diagnostics_path(step).unlink(missing_ok=True)
-    shutil.rmtree(step.output_dir, ignore_errors=True)
+    for path in (step.marker_path, step.failed_path, *([_diagnostics_path(step)] if step.kind == "merge" else [])):
+        remove_tree(path, run_dir)
+    remove_tree(step.output_dir, run_dir)
 
 
 def _diagnostics_path(merge: Step) -> Path:
@@ -116,6 +140,7 @@ def _diagnostics_path(merge: Step) -> Path:
 
 def run_plan(plan: Plan, hook: pluggy.HookRelay, echo: Callable[[str], None] = print) -> dict[str, dict]:
     """Run every step that is not done; return each step's result, keyed by step id."""
+    check_paths(plan)
     with run_lock(plan.recipe.run_dir):
         write_configs(plan)
         return _Scheduler(plan, hook, echo).run()
@@ -135,11 +160,18 @@ class _Scheduler:
         self.running: dict[str, float] = {}
         self.finished: queue.Queue[tuple[Step, dict | None, BaseException | None]] = queue.Queue()
         self.disk_checked: set[int] = set()
+        self.configs: dict[str, str | None] = {}
 
     def todo(self) -> list[Step]:
-        """Steps to run: those not done, and any finished branch whose weights were deleted but
-        that a step to run reads again."""
+        """Steps to run: those not done; a done step whose output is gone (unless it is a branch whose
+        weights were deleted after use) and every step after it; and any finished branch whose weights
+        were deleted but that a step to run reads again."""
         ids = {s.id for s in self.plan.steps if step_state(s) != "done"}
+        lost = {s.id for s in self.plan.steps if s.id not in ids and not s.output_dir.exists()
+                and not self.plan.prunable(s)}
+        while more := {s.id for s in self.plan.steps if lost.intersection(s.deps)} - lost:
+            lost |= more
+        ids |= lost
         grew = True
         while grew:
             needed = {d for i in ids for d in self.by_id[i].deps
@@ -189,7 +221,8 @@ class _Scheduler:
     def _start(self, step: Step) -> None:
         if step.kind == "branch" and step.round > 0:
             self._check_disk(step.round)
-        _clear(step)
+        _clear(step, self.recipe.run_dir)
+        self.configs[step.id] = config_digest(step)
         self.echo(f"{self.number[step.id]}: running (log: {step.log_path})")
         self.running[step.id] = time.time()
         self._write_current()
@@ -206,10 +239,15 @@ class _Scheduler:
                 raise RuntimeError(f"{step.id}: no plugin ran this {step.kind} step")
             if step.kind == "merge":
                 result = {**result, "diagnostics": self._diagnose(step)}
+            if config_digest(step) != self.configs[step.id]:
+                raise RuntimeError(f"{step.config_path} changed while {step.id} ran; run again")
+            fsync_tree(step.output_dir)
             self.finished.put((step, result, None))
         except BaseException as err:  # noqa: BLE001 - reported to the main thread, which raises it
-            write_json(step.failed_path, {"fingerprint": step.fingerprint, "error": str(err)})
-            self.finished.put((step, None, err))
+            try:
+                write_json(step.failed_path, {"fingerprint": step.fingerprint, "error": str(err)})
+            finally:  # even if recording the failure fails (a full disk), the scheduler hears of it
+                self.finished.put((step, None, err))
 
     def _diagnose(self, step: Step) -> dict | None:
         """A finished merge's diagnostics (while its branches' weights still exist, whichever plugin
@@ -226,7 +264,8 @@ class _Scheduler:
 
     def _finish(self, step: Step, result: dict, started: float) -> None:
         seconds = round(time.time() - started, 2)
-        write_json(step.marker_path, {"fingerprint": step.fingerprint, "seconds": seconds, "result": result})
+        write_json(step.marker_path, {"fingerprint": step.fingerprint, "config_sha256": self.configs[step.id],
+                                      "seconds": seconds, "result": result})
         self.results[step.id] = result
         self.echo(f"{self.number[step.id]}: done in {seconds:.1f}s{_brief(result)}")
         for warning in (result.get("diagnostics") or {}).get("warnings", []):
@@ -239,7 +278,7 @@ class _Scheduler:
         for dep in step.deps:
             branch = self.by_id[dep]
             if self.plan.prunable(branch) and all(step_state(r) == "done" for r in self.plan.readers(branch)):
-                shutil.rmtree(branch.output_dir, ignore_errors=True)
+                remove_tree(branch.output_dir, self.recipe.run_dir)
 
     def _write_current(self) -> None:
         write_json(self.recipe.run_dir / CURRENT_FILE, {"pid": os.getpid(), "steps": self.running})

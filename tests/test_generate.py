@@ -72,7 +72,7 @@ def test_two_teachers_end_to_end(server, prompts, tmp_path, toy):
         assert len(rows(out / "cache" / f"{name}.jsonl")) == 12
     server.reset()
     again = gen(prompts, out, f"a={server.url},model=ma", f"b={server.url},model=mb",
-                extra=["--samples-per-prompt", "3"])
+                extra=["--samples-per-prompt", "3", "--force"])
     assert again.exit_code == 0, again.output
     assert "b: 18/18 samples (6 generated, 12 from cache, 0 failed)" in again.output
     assert server.requests == 12 and len(rows(out / "a.jsonl")) == 18
@@ -100,7 +100,9 @@ def test_refusal_fails_that_request_only(server, prompts, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "t.jsonl").write_text("a final file of an earlier run\n")
-    result = gen(prompts, out, f"t={server.url}", f"u={server.url},model=mu")
+    refused = gen(prompts, out, f"t={server.url}", f"u={server.url},model=mu")
+    assert refused.exit_code == 2 and "t.jsonl: exists; pass --force" in refused.stderr and server.requests == 0
+    result = gen(prompts, out, f"t={server.url}", f"u={server.url},model=mu", extra=["--force"])
     assert result.exit_code == 1
     assert "t: 5/6 samples (5 generated, 0 from cache, 1 failed)" in result.output
     errors = result.stderr.splitlines()
@@ -108,10 +110,11 @@ def test_refusal_fails_that_request_only(server, prompts, tmp_path):
     assert f"teacher t ({server.url}/v1/chat/completions): 1 requests failed; first: prompt 'p2' sample 0: " \
            "HTTP 400" in errors[0]
     assert server.requests == 12  # no retry of a refusal
-    assert not (out / "t.jsonl").exists() and not (out / "u.jsonl").exists()
+    assert (out / "t.jsonl").read_text() == "a final file of an earlier run\n", "replaced only once complete"
+    assert not (out / "u.jsonl").exists()
     assert len(rows(out / "cache" / "t.jsonl")) == 5
     server.reset()
-    again = gen(prompts, out, f"t={server.url}", f"u={server.url},model=mu")
+    again = gen(prompts, out, f"t={server.url}", f"u={server.url},model=mu", extra=["--force"])
     assert again.exit_code == 0, again.output
     assert sorted(server.served, key=str) == [("mu", marked), (None, marked)]  # the teachers run concurrently
     assert len(rows(out / "t.jsonl")) == 6
