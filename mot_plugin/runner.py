@@ -39,6 +39,10 @@ DIAGNOSTICS_FILE = "diagnostics.json"
 """A merge's diagnostics, next to its config (`round-01/diagnostics.json`)."""
 
 
+READ_OUTPUTS = ("prepare", "branch", "merge")
+"""Kinds of steps whose output other steps read: a done one whose output is gone runs again."""
+
+
 class RunLocked(UserError):
     """Another `mot run` holds the run directory."""
 
@@ -163,12 +167,12 @@ class _Scheduler:
         self.configs: dict[str, str | None] = {}
 
     def todo(self) -> list[Step]:
-        """Steps to run: those not done; a done step whose output is gone (unless it is a branch whose
-        weights were deleted after use) and every step after it; and any finished branch whose weights
+        """Steps to run: those not done; a done step whose output others read but is gone (unless it
+        is a branch whose weights were deleted after use) and every step after it; and any finished branch whose weights
         were deleted but that a step to run reads again."""
         ids = {s.id for s in self.plan.steps if step_state(s) != "done"}
-        lost = {s.id for s in self.plan.steps if s.id not in ids and not s.output_dir.exists()
-                and not self.plan.prunable(s)}
+        lost = {s.id for s in self.plan.steps if s.id not in ids and s.kind in READ_OUTPUTS
+                and not s.output_dir.exists() and not self.plan.prunable(s)}
         while more := {s.id for s in self.plan.steps if lost.intersection(s.deps)} - lost:
             lost |= more
         ids |= lost
