@@ -27,10 +27,13 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
-Line = Annotated[str, Field(pattern=r"^[^\x00-\x1f\x7f]*$")]
+LINE = r"^[^\x00-\x1f\x7f]*$"
+MODULE = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
+Line = Annotated[str, Field(pattern=LINE)]
 """A string without control characters (no newline can break out of a script or a comment line)."""
-Module = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")]
+Module = Annotated[str, Field(pattern=MODULE)]
 """A Python module name (`pkg.module`)."""
+PATTERN_MESSAGES = {LINE: "holds a newline or another control character", MODULE: "not a Python module name"}
 DTYPES = Literal["float32", "float16", "bfloat16", "float64"]
 """The dtypes mergekit computes and saves in."""
 HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9_.-]+")
@@ -300,6 +303,8 @@ def parse_recipe(data: Any, *, source: str = "<recipe>") -> Recipe:
         first = err.errors()[0]
         loc = ".".join(str(p) for p in ("mot", *first["loc"]))
         msg = "unknown key" if first["type"] == "extra_forbidden" else first["msg"].removeprefix("Value error, ")
+        if first["type"] == "string_pattern_mismatch":
+            msg = f"{PATTERN_MESSAGES.get(first['ctx']['pattern'], msg)}: {first['input']!r}"
         raise RecipeError(f"{source}: {loc}: {msg}") from None
     for key in ("base_model", "tokenizer_config", "lora_model_dir"):
         if shared.get(key):

@@ -277,3 +277,29 @@ def test_seeds_with_branch_evaluations(toy, tmp_path):
     assert "2 runs (seed-0, seed-1)" in report and "## Merge gain" in report
     assert f"| seed-0 | 1 | {teachers[0]} | 2 |" in report and f"| seed-1 | 1 | {teachers[1]} | 2 |" in report
     assert (tmp_path / "run/accuracy.png").stat().st_size > 1000
+
+
+def test_resume_after_several_random_kills(toy, tmp_path, reference):
+    """Three SIGKILLs of the whole process group at random moments of one run, then `mot run` to the
+    end: the final student is bitwise the uninterrupted run's (the seed of the moments is in the message)."""
+    import random
+
+    seed = random.randrange(1 << 30)
+    moments = random.Random(seed).sample(range(3, 30), 3)
+    run = tmp_path / "run"
+    recipe = write_recipe(tmp_path / "recipe.yaml", recipe_data(toy, run))
+    killed = []
+    for moment in moments:
+        proc = subprocess.Popen([sys.executable, "-m", "mot_plugin.cli", "run", str(recipe)], cwd=tmp_path,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            proc.wait(timeout=moment)
+            break  # finished before this moment
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            killed.append(moment)
+    assert killed, f"the run was never interrupted (seed {seed}, moments {moments})"
+    result = mot("run", str(recipe), cwd=tmp_path)
+    assert result.returncode == 0, f"seed {seed}, killed after {killed} s: {result.stdout + result.stderr}"
+    assert_same_weights(run / "round-02/merged", reference / "round-02/merged")
