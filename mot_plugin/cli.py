@@ -114,6 +114,13 @@ def _print_plan(the_plan: Plan) -> None:
     for step in the_plan.steps:
         click.echo(f"  {step.id:<32} {step_state(step):<8} {step.config_path}")
     click.echo(f"  disk: {_disk(the_plan)}")
+    if mot.launch.launcher == "slurm":
+        from mot_plugin.builtin.slurm_launcher import job_env, job_script
+
+        first = next(s for s in the_plan.steps if s.kind == "branch")
+        click.echo(f"  job script of {first.id} (every branch's differs only in its paths):")
+        for line in job_script(the_plan.recipe, first, Path.cwd(), job_env()).splitlines():
+            click.echo(f"    {line}")
 
 
 def _disk(the_plan: Plan) -> str:

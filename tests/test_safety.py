@@ -4,6 +4,7 @@ branches by tests/fake_launcher.py, merges by tests/example_plugin.py)."""
 from __future__ import annotations
 
 import json
+import os
 import threading
 from pathlib import Path
 
@@ -230,3 +231,18 @@ def test_toy_force_replaces_only_once_complete(tmp_path, monkeypatch):
     paths = toy.make_toy(out, n_train=4, n_eval=2, n_pretrain=4, pretrain_steps=0, force=True)
     assert len(paths["eval"].read_text().splitlines()) == 2 and sorted(p.name for p in out.iterdir()) == [
         "data", "eval.jsonl", "student"]
+
+
+def test_plan_shows_the_slurm_job_script(toy, tmp_path, monkeypatch):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in ("sbatch", "squeue"):  # plan only checks that they exist; it submits nothing
+        (bin_dir / name).write_text("#!/bin/sh\nexit 1\n")
+        (bin_dir / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    data = recipe_data(toy, tmp_path / "run", launch={"launcher": "slurm",
+                                                      "slurm": {"sbatch_args": ["--partition=gpu"]}})
+    result = mot("plan", write_recipe(tmp_path / "r.yaml", data))
+    assert result.exit_code == 0, result.output
+    assert "job script of round-01/branch-brief" in result.output
+    assert "    #SBATCH --partition=gpu" in result.output and "    set -euo pipefail" in result.output
