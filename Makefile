@@ -24,7 +24,7 @@ slurm:
 	bash scripts/install-slurm.sh
 
 demo: install
-	$(BIN)/mot toy toy
+	$(BIN)/mot toy toy --force
 	$(BIN)/mot run recipes/toy.yaml
 	$(BIN)/mot status runs/toy
 

@@ -99,7 +99,10 @@ def _lock_holder(run_dir: Path) -> int | None:
 @contextmanager
 def run_lock(run_dir: Path) -> Iterator[None]:
     """Hold the run directory for one `mot run` or `mot plan`; raise `RunLocked` if another has it."""
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"mot.run_dir: {run_dir}: cannot be created ({err.strerror})") from None
     check_inside(run_dir / LOCK_FILE, run_dir)
     with open(run_dir / LOCK_FILE, "a+") as handle:
         try:

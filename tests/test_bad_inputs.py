@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import recipe_data, write_recipe
-from mot_plugin import cli
+from mot_plugin import runner
 from mot_plugin.cli import main
 
 NON_UTF8 = b'{"prompt": "caf\xe9", "answer": "1"}\n'
@@ -168,6 +168,7 @@ RECIPE_CASES = [
     ("run_dir-a-file", S("mot.run_dir", lambda c: c.file("afile", "x")), "mot.run_dir"),
     ("run_dir-under-a-file", S("mot.run_dir", lambda c: c.file("afile", "x") + "/sub"), "mot.run_dir"),
     ("run_dir-list", S("mot.run_dir", ["a"]), "mot.run_dir"),
+    ("run_dir-not-creatable", S("mot.run_dir", "/proc/mot-run"), "mot.run_dir"),
     ("run_dir-int", S("mot.run_dir", 5), "mot.run_dir"),
     ("run_dir-newline", S("mot.run_dir", "runs/a\nb"), "mot.run_dir"),
     ("run_dir-empty", S("mot.run_dir", ""), "mot.run_dir"),
@@ -366,7 +367,7 @@ def _tree(*roots: Path) -> dict[str, tuple]:
 
 
 def _refused(ctx: Ctx, argv: list[str], expected: str, monkeypatch) -> None:
-    monkeypatch.setattr(cli, "run_plan", lambda *a, **k: pytest.fail("bad input reached training"))
+    monkeypatch.setattr(runner._Scheduler, "run", lambda *a, **k: pytest.fail("bad input reached training"))
     before = _tree(ctx.tmp, ctx.toy["student"].parent)
     result = CliRunner().invoke(main, argv)
     assert result.exception is None or isinstance(result.exception, SystemExit), \
