@@ -236,6 +236,16 @@ YAML_CASES = [
     ("yaml-two-documents", b"a: 1\n---\nb: 2\n", "recipe.yaml"),
 ]
 
+def ev(c: Ctx, *options: str) -> list[str]:
+    """`mot eval` of the toy student on the toy eval file, with `options`."""
+    return ["eval", str(c.toy["student"]), "--data", str(c.toy["eval"]), *options]
+
+
+def evd(c: Ctx, data: str, *options: str) -> list[str]:
+    """`mot eval` of the toy student on `data`."""
+    return ["eval", str(c.toy["student"]), "--data", data, *options]
+
+
 # (case id, argv builder, words the message must hold)
 CLI_CASES = [
     ("plan-missing-file", lambda c: ["plan", "nope.yaml"], "nope.yaml"),
@@ -243,38 +253,31 @@ CLI_CASES = [
     ("plan-seed-word", lambda c: ["plan", c.recipe(c.good()), "--seed", "x"], "--seed"),
     ("run-missing-file", lambda c: ["run", "nope.yaml"], "nope.yaml"),
     ("run-seed-word", lambda c: ["run", c.recipe(c.good()), "--seed", "x"], "--seed"),
-    ("cli-eval-limit-zero", lambda c: ["eval", str(c.toy["student"]), "--data", str(c.toy["eval"]), "--limit", "0"], "--limit"),
-    ("eval-limit-negative", lambda c: ["eval", str(c.toy["student"]), "--data", str(c.toy["eval"]), "--limit", "-3"],
-     "--limit"),
-    ("eval-limit-word", lambda c: ["eval", str(c.toy["student"]), "--data", str(c.toy["eval"]), "--limit", "x"], "--limit"),
-    ("cli-eval-samples-zero", lambda c: ["eval", str(c.toy["student"]), "--data", str(c.toy["eval"]), "--samples", "0"],
-     "--samples"),
-    ("eval-samples-negative", lambda c: ["eval", str(c.toy["student"]), "--data", str(c.toy["eval"]), "--samples", "-1"],
-     "--samples"),
-    ("eval-batch-zero", lambda c: ["eval", str(c.toy["student"]), "--data", str(c.toy["eval"]), "--batch-size", "0"],
-     "--batch-size"),
-    ("eval-tokens-zero", lambda c: ["eval", str(c.toy["student"]), "--data", str(c.toy["eval"]), "--max-new-tokens", "0"],
-     "--max-new-tokens"),
+    ("cli-eval-limit-zero", lambda c: ev(c, "--limit", "0"), "--limit"),
+    ("eval-limit-negative", lambda c: ev(c, "--limit", "-3"), "--limit"),
+    ("eval-limit-word", lambda c: ev(c, "--limit", "x"), "--limit"),
+    ("cli-eval-samples-zero", lambda c: ev(c, "--samples", "0"), "--samples"),
+    ("eval-samples-negative", lambda c: ev(c, "--samples", "-1"), "--samples"),
+    ("eval-batch-zero", lambda c: ev(c, "--batch-size", "0"), "--batch-size"),
+    ("eval-tokens-zero", lambda c: ev(c, "--max-new-tokens", "0"), "--max-new-tokens"),
     ("eval-temperature-negative",
-     lambda c: ["eval", str(c.toy["student"]), "--data", str(c.toy["eval"]), "--temperature", "-1"], "--temperature"),
+     lambda c: ev(c, "--temperature", "-1"), "--temperature"),
     ("eval-model-empty-dir", lambda c: ["eval", c.dir("nomodel"), "--data", str(c.toy["eval"])], "nomodel"),
     ("eval-model-missing", lambda c: ["eval", "no-model", "--data", str(c.toy["eval"])], "no-model"),
     ("eval-model-tokenizer-only", lambda c: ["eval", c.file("tok/config.json", "{}") and str(c.tmp / "tok"),
                                              "--data", str(c.toy["eval"])], "tok"),
-    ("eval-data-missing", lambda c: ["eval", str(c.toy["student"]), "--data", "nope.jsonl"], "nope.jsonl"),
-    ("eval-data-non-utf8", lambda c: ["eval", str(c.toy["student"]), "--data", c.file("e.jsonl", NON_UTF8)], "e.jsonl:1"),
-    ("eval-data-binary", lambda c: ["eval", str(c.toy["student"]), "--data", c.file("e.jsonl", BINARY)], "e.jsonl:1"),
-    ("eval-data-no-answer", lambda c: ["eval", str(c.toy["student"]), "--data", c.file("e.jsonl", [{"prompt": "x"}])],
-     "e.jsonl:1"),
+    ("eval-data-missing", lambda c: evd(c, "nope.jsonl"), "nope.jsonl"),
+    ("eval-data-non-utf8", lambda c: evd(c, c.file("e.jsonl", NON_UTF8)), "e.jsonl:1"),
+    ("eval-data-binary", lambda c: evd(c, c.file("e.jsonl", BINARY)), "e.jsonl:1"),
+    ("eval-data-no-answer", lambda c: evd(c, c.file("e.jsonl", [{"prompt": "x"}])), "e.jsonl:1"),
     ("eval-data-empty-prompt",
-     lambda c: ["eval", str(c.toy["student"]), "--data", c.file("e.jsonl", [{"prompt": "", "answer": "1"}])], "e.jsonl:1"),
+     lambda c: evd(c, c.file("e.jsonl", [{"prompt": "", "answer": "1"}])), "e.jsonl:1"),
     ("eval-data-bad-gold",
-     lambda c: ["eval", str(c.toy["student"]), "--data", c.file("e.jsonl", [{"prompt": "x", "answer": "banana"}])],
+     lambda c: evd(c, c.file("e.jsonl", [{"prompt": "x", "answer": "banana"}])),
      "e.jsonl:1"),
-    ("eval-data-empty", lambda c: ["eval", str(c.toy["student"]), "--data", c.file("e.jsonl", "")], "e.jsonl"),
-    ("cli-eval-data-dir", lambda c: ["eval", str(c.toy["student"]), "--data", c.dir("edir")], "edir"),
-    ("eval-out-a-file", lambda c: ["eval", str(c.toy["student"]), "--data", str(c.toy["eval"]), "--out", c.file("o", "x")],
-     "--out"),
+    ("eval-data-empty", lambda c: evd(c, c.file("e.jsonl", "")), "e.jsonl"),
+    ("cli-eval-data-dir", lambda c: evd(c, c.dir("edir")), "edir"),
+    ("eval-out-a-file", lambda c: ev(c, "--out", c.file("o", "x")), "--out"),
     ("status-missing", lambda c: ["status", "no-run"], "no-run"),
     ("status-no-recipe", lambda c: ["status", c.dir("emptyrun")], "emptyrun/recipe.yaml"),
     ("status-non-utf8", lambda c: ["status", c.run_dir(b"mot: caf\xe9\n")], "recipe.yaml:1"),
