@@ -3,8 +3,10 @@ branches by tests/fake_launcher.py, merges by tests/example_plugin.py)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import threading
 from pathlib import Path
 
@@ -144,8 +146,6 @@ def test_failure_to_record_a_failure_still_reaches_the_scheduler(toy, tmp_path, 
 def test_done_merge_whose_output_was_deleted_reruns_with_what_reads_it(toy, tmp_path):
     recipe = _fast(toy, tmp_path)
     assert mot("run", recipe).exit_code == 0
-    import shutil
-
     shutil.rmtree(tmp_path / "run/round-01/merged")
     result = mot("run", recipe)
     assert result.exit_code == 0, result.output
@@ -156,8 +156,6 @@ def test_done_merge_whose_output_was_deleted_reruns_with_what_reads_it(toy, tmp_
 
 
 def test_changed_eval_file_and_student_rerun_what_read_them(toy, tmp_path):
-    import shutil
-
     eval_file = tmp_path / "eval.jsonl"
     shutil.copy(toy["eval"], eval_file)
     student = tmp_path / "student"
@@ -179,8 +177,6 @@ def test_changed_eval_file_and_student_rerun_what_read_them(toy, tmp_path):
 
 
 def test_marker_records_the_config_file_it_ran_with(toy, tmp_path):
-    import hashlib
-
     assert mot("run", _fast(toy, tmp_path)).exit_code == 0
     branch = tmp_path / "run/round-01/branch-brief"
     marker = json.loads((branch / "done.json").read_text())
