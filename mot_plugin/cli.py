@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -17,7 +18,7 @@ from mot_plugin.planner import Plan, human_bytes, plan_run, weights_bytes
 from mot_plugin.plugins import plugin_manager
 from mot_plugin.process import StepFailed
 from mot_plugin.recipe import RecipeError, load_recipe, seed_run_dirs, with_seed
-from mot_plugin.runner import RunLocked, run_plan, status_rows, step_state, write_configs
+from mot_plugin.runner import RECIPE_HEADER, RunLocked, run_plan, status_rows, step_state, write_configs
 
 
 def _fail(message: str, code: int) -> None:
@@ -25,11 +26,16 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
-def _plans(recipe_path: str | Path, seeds: tuple[int, ...] = (), check_files: bool = True) -> tuple[list[Plan], object]:
+def _plans(recipe_path: str | Path, seeds: tuple[int, ...] = (), check_files: bool = True,
+           run_dir: Path | None = None) -> tuple[list[Plan], object]:
     """The plan of the recipe, or with `seeds` one plan per seed (each in `<run_dir>/seed-N`). With
     `check_files` (plan, run), also validate every branch config with Axolotl and print a note for
-    each key mot replaces."""
+    each key mot replaces. `run_dir` replaces the recipe's `mot.run_dir`."""
     recipe = load_recipe(recipe_path, check_files=check_files)
+    if run_dir is None and Path(recipe_path).read_text().startswith(RECIPE_HEADER):
+        run_dir = Path(recipe_path).parent  # a run directory's own recipe.yaml: that run, wherever it is now
+    if run_dir is not None:
+        recipe = replace(recipe, mot=recipe.mot.model_copy(update={"run_dir": str(run_dir.absolute())}))
     pm = plugin_manager(recipe.mot.plugins)
     plans = []
     for one in [with_seed(recipe, seed) for seed in dict.fromkeys(seeds)] or [recipe]:
@@ -46,7 +52,8 @@ def _plans(recipe_path: str | Path, seeds: tuple[int, ...] = (), check_files: bo
 
 
 def _run_dir_plan(run_dir: str) -> Plan:
-    """The plan of an existing run directory, from the recipe it was run with."""
+    """The plan of an existing run directory, from the recipe it was run with; the directory is
+    `run_dir` itself, wherever the run was made (a moved or copied run directory is its own)."""
     recipe_file = Path(run_dir) / "recipe.yaml"
     if not recipe_file.is_file():
         seeds = seed_run_dirs(Path(run_dir))
@@ -54,7 +61,7 @@ def _run_dir_plan(run_dir: str) -> Plan:
                 else f"is {run_dir} a run directory made by mot plan or mot run?")
         _fail(f"{recipe_file}: not found ({hint})", 2)
     try:
-        return _plans(recipe_file, check_files=False)[0][0]
+        return _plans(recipe_file, check_files=False, run_dir=Path(run_dir))[0][0]
     except RecipeError as err:
         _fail(str(err), 2)
 

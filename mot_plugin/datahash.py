@@ -56,6 +56,17 @@ class DataHashes:
             path = entry.get("path")
             if isinstance(path, str) and Path(path).is_absolute():
                 root = Path(path)
+                if not root.exists():
+                    self._recorded_only(root, digest)
                 for file in _files(root):
                     digest.update(f"{file.relative_to(root) if root.is_dir() else ''}\0{self.file(file)}\0".encode())
         return digest.hexdigest()[:12]
+
+    def _recorded_only(self, root: Path, digest: Any) -> None:
+        """A file or folder that is not here (a run directory copied to another machine): the hashes
+        `data.json` recorded for it, so the copy's steps keep their fingerprints."""
+        under = sorted(k for k in self.recorded if k.startswith(f"{root}/"))
+        for key in [str(root)] if str(root) in self.recorded else under:
+            self.used[key] = self.recorded[key]
+            relative = Path(key).relative_to(root) if key != str(root) else ""
+            digest.update(f"{relative}\0{self.recorded[key]['sha256']}\0".encode())

@@ -29,6 +29,11 @@ from mot_plugin.recipe import dump_yaml
 from mot_plugin.specs import Step
 
 LOCK_FILE = ".lock"
+RECIPE_FILE = "recipe.yaml"
+"""The resolved recipe, in the run directory; `mot.run_dir` is `.`: the directory it is in."""
+RECIPE_HEADER = "# The recipe of the run in this directory, as mot resolved it (mot.run_dir: this directory).\n"
+SOURCE_FILE = "recipe.source.yaml"
+"""The recipe file the run was planned from, as its author wrote it (comments, relative paths)."""
 CURRENT_FILE = "current.json"
 DIAGNOSTICS_FILE = "diagnostics.json"
 """A merge's diagnostics, next to its config (`round-01/diagnostics.json`)."""
@@ -45,7 +50,12 @@ class NotEnoughDisk(StepFailed):
 def write_configs(plan: Plan) -> None:
     """Write the resolved recipe, the training files' hashes and every step's config file
     (what `mot plan` leaves behind)."""
-    write_text(plan.recipe.run_dir / "recipe.yaml", dump_yaml(plan.recipe.to_dict()))
+    recipe = plan.recipe.to_dict()
+    recipe["mot"]["run_dir"] = "."  # the run directory is wherever this file is: `mot status DIR` reads DIR
+    write_text(plan.recipe.run_dir / RECIPE_FILE, RECIPE_HEADER + dump_yaml(recipe))
+    source = Path(plan.recipe.source)
+    if source.is_file() and source.absolute() != (plan.recipe.run_dir / RECIPE_FILE).absolute():
+        write_text(plan.recipe.run_dir / SOURCE_FILE, source.read_text())
     write_json(plan.recipe.run_dir / HASHES_FILE, plan.data_hashes)
     for step in plan.steps:
         header = f"# {step.id}: written by mot from {plan.recipe.source}; edit the recipe, not this file.\n"
