@@ -149,10 +149,13 @@ def run(recipe: str, seeds: tuple[int, ...]) -> None:
         except StepFailed as err:
             _fail(f"{err} (finished steps are kept; rerun `{again}` to resume)", 1)
         click.echo(f"Final student: {the_plan.final_student()}")
-        if the_plan.recipe.mot.eval:
-            from mot_plugin.report import write_report
+        from mot_plugin.card import write_cards
+        from mot_plugin.report import collect_metrics, write_report
 
+        if the_plan.recipe.mot.eval:
             click.echo(f"Report: {write_report([the_plan])}")
+        else:
+            write_cards(the_plan, collect_metrics(the_plan))
     if seeds and plans[0].recipe.mot.eval:
         from mot_plugin.report import write_report
 

@@ -23,6 +23,7 @@ import pluggy
 from mot_plugin.atomic import read_json, write_json, write_text
 from mot_plugin.datahash import HASHES_FILE
 from mot_plugin.diagnostics import merge_diagnostics
+from mot_plugin.environment import ENVIRONMENT_FILE, environment
 from mot_plugin.planner import Plan, human_bytes, weights_bytes
 from mot_plugin.process import StepFailed
 from mot_plugin.recipe import dump_yaml
@@ -127,6 +128,7 @@ def run_plan(plan: Plan, hook: pluggy.HookRelay, echo: Callable[[str], None] = p
     """Run every step that is not done; return each step's result, keyed by step id."""
     with run_lock(plan.recipe.run_dir):
         write_configs(plan)
+        write_json(plan.recipe.run_dir / ENVIRONMENT_FILE, environment())
         return _Scheduler(plan, hook, echo).run()
 
 
