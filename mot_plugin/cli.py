@@ -83,8 +83,14 @@ def main() -> None:
 @main.command()
 @click.argument("recipe", type=click.Path(dir_okay=False))
 @SEED_OPTION
-def plan(recipe: str, seeds: tuple[int, ...]) -> None:
+@click.option("--preview", is_flag=True,
+              help="Plan without the data and models present, marking each missing input; imports none of the "
+                   "recipe's mot.plugins and writes nothing.")
+def plan(recipe: str, seeds: tuple[int, ...], preview: bool) -> None:
     """Validate RECIPE, write every config file of the run, and print the plan. Runs nothing."""
+    if preview:
+        _preview(recipe)
+        return
     try:
         plans, _ = _plans(recipe, seeds)
         for the_plan in plans:
@@ -95,6 +101,31 @@ def plan(recipe: str, seeds: tuple[int, ...]) -> None:
         _print_plan(the_plan)
     click.echo(f"Wrote {sum(len(p.steps) for p in plans)} step configs and recipe.yaml; nothing was run. "
                f"Next: {_run_command(recipe, seeds)}")
+
+
+def _preview(recipe_path: str) -> None:
+    """`mot plan --preview`: the plan of a recipe whose inputs may not be here yet."""
+    from mot_plugin.inputs import recipe_inputs
+
+    try:
+        recipe = load_recipe(recipe_path, check_files=False)
+        pm = plugin_manager(())
+        pm.hook.mot_check_recipe(recipe=recipe)
+        the_plan = plan_run(recipe, pm.hook)
+    except RecipeError as err:
+        _fail(str(err) if str(err).startswith(recipe_path) else f"{recipe_path}: {err}", 2)
+    _print_plan(the_plan)
+    click.echo("Inputs:")
+    missing = 0
+    for found in recipe_inputs(recipe):
+        state = {True: "present", False: "MISSING", None: "hub id (not checked)"}[found.present]
+        missing += found.present is False
+        click.echo(f"  {found.key:<32} {state:<20} {found.value}")
+    if recipe.mot.plugins:
+        click.echo(f"note: the recipe's mot.plugins ({', '.join(recipe.mot.plugins)}) were not imported: their hooks "
+                   f"may change this plan (`mot check {recipe_path}` lists what the recipe runs)")
+    click.echo(f"Preview only: nothing was written; {missing} local input(s) missing. Fetch them, then "
+               f"`mot plan {recipe_path}`.")
 
 
 def _print_plan(the_plan: Plan) -> None:
@@ -270,6 +301,22 @@ def student_from_gguf(out_dir: str, gguf: str | None) -> None:
         click.echo(f"Student: {convert(out_dir, gguf)}")
     except StudentError as err:
         _fail(str(err), 2)
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("--from", "name", required=True, type=click.Choice(["toy", "champ-smollm2", "paper-qwen3-14b"]),
+              help="The shipped recipe to start from.")
+def init(directory: str, name: str) -> None:
+    """Copy a shipped recipe, with its comments, into DIRECTORY as NAME.yaml."""
+    from mot_plugin.shipped import init as copy_recipe
+
+    try:
+        target = copy_recipe(Path(directory), name)
+    except FileExistsError as err:
+        _fail(str(err), 2)
+    click.echo(f"Wrote {target}. Its opening comments say how to make its data; from {directory}: "
+               f"`mot plan --preview {target.name}` shows what it will run.")
 
 
 main.add_command(data)

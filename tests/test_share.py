@@ -106,3 +106,76 @@ def test_every_round_has_a_card_that_huggingface_hub_parses(toy, tmp_path, monke
     assert "- round: 1" in first.text and f"- parent: `{toy['student']}`" in first.text
     assert "| brief |" in first.text and "| wordy |" in first.text and "partial" not in first.content
     assert [r.metric_name for r in first.data.eval_results] == ["accuracy, round 1"]
+
+
+@pytest.mark.parametrize("name", ["toy", "champ-smollm2", "paper-qwen3-14b"])
+def test_init_then_preview_plans_without_the_inputs(name, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    made = CliRunner().invoke(main, ["init", "mine", "--from", name])
+    assert made.exit_code == 0, made.output
+    copied = (tmp_path / "mine" / f"{name}.yaml").read_text()
+    shipped = (Path(__file__).parents[1] / "recipes" / f"{name}.yaml").read_text()
+    assert copied.startswith("# ") and copied == shipped.replace(f"recipes/{name}.yaml", f"{name}.yaml")
+    monkeypatch.chdir(tmp_path / "mine")
+    preview = CliRunner().invoke(main, ["plan", "--preview", f"{name}.yaml"])
+    assert preview.exit_code == 0, preview.output
+    assert "round-01/merge" in preview.output and "Preview only: nothing was written" in preview.output
+    inputs = yaml.safe_load(copied)
+    assert "MISSING" in preview.output
+    student = "hub id (not checked)" if name != "champ-smollm2" else "MISSING"  # toy/student reads as a hub id
+    assert f"base_model                       {student}" in preview.output
+    assert f"{tmp_path / 'mine' / inputs['mot']['eval']['data']}" in preview.output
+    assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == [f"{name}.yaml"], "the preview wrote nothing"
+    again = CliRunner().invoke(main, ["init", ".", "--from", name])
+    assert again.exit_code == 2 and "exists" in again.output
+
+
+def test_preview_imports_no_recipe_plugin(toy, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    data = recipe_data(toy, tmp_path / "run", plugins=["no_such_module_anywhere"])
+    preview = CliRunner().invoke(main, ["plan", "--preview", str(write_recipe(tmp_path / "r.yaml", data))])
+    assert preview.exit_code == 0, preview.output
+    assert "mot.plugins (no_such_module_anywhere) were not imported" in preview.output
+    assert "0 local input(s) missing" in preview.output and not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_init_and_preview_from_an_installed_wheel(tmp_path):
+    """The shipped recipes come from the installed package, not the source tree."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).parents[1]
+    source = tmp_path / "source"
+    shutil.copytree(root / "mot_plugin", source / "mot_plugin", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(root / name, source)
+    env = {k: v for k, v in __import__("os").environ.items() if k != "PYTHONPATH"}
+    run = lambda *cmd, cwd=tmp_path: subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    built = run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", "dist", str(source))
+    assert built.returncode == 0, built.stdout + built.stderr
+    (wheel,) = (tmp_path / "dist").glob("mot_plugin-*.whl")
+    assert run(sys.executable, "-m", "venv", "--system-site-packages", "venv").returncode == 0
+    python = str(tmp_path / "venv/bin/python")
+    # this interpreter's packages (axolotl, mergekit, ...) after the venv's own; its .pth files (the
+    # editable install of the source tree) are not read from there
+    purelib = run(python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])").stdout.strip()
+    Path(purelib, "outer.pth").write_text("\n".join(__import__("site").getsitepackages()) + "\n")
+    installed = run(python, "-m", "pip", "install", "--no-deps", "--no-index", str(wheel))
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    work = tmp_path / "work"
+    work.mkdir()
+    where = run(python, "-c", "import mot_plugin; print(mot_plugin.__file__)", cwd=work)
+    assert where.stdout.startswith(str(tmp_path / "venv")), where.stdout + where.stderr
+    script = """if True:  # one interpreter for all commands: torch and mergekit are imported once
+        from click.testing import CliRunner
+        from mot_plugin.cli import main
+        for name in ("toy", "champ-smollm2", "paper-qwen3-14b"):
+            for args in (["init", ".", "--from", name], ["plan", "--preview", f"{name}.yaml"]):
+                result = CliRunner().invoke(main, args)
+                print(result.exit_code, name, result.output.splitlines()[-1])
+    """
+    commands = run(python, "-c", script, cwd=work)
+    lines = commands.stdout.splitlines()
+    assert len(lines) == 6 and all(line.startswith("0 ") for line in lines), commands.stdout + commands.stderr
+    assert all("Preview only: nothing was written" in line for line in lines[1::2])
