@@ -319,6 +319,45 @@ def init(directory: str, name: str) -> None:
                f"`mot plan --preview {target.name}` shows what it will run.")
 
 
+@main.command()
+@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.option("--allow", "allowed", multiple=True, metavar="KIND",
+              help="Accept findings of KIND (repeatable): plugin, axolotl-plugin, dataset-code, remote-code, shell, "
+                   "hub, push, tracker, ray, url, outside-path.")
+def check(recipe: str, allowed: tuple[str, ...]) -> None:
+    """What RECIPE would execute, read, write and contact, without importing or running any of it.
+    Exit 0: nothing risky; 3: risky findings (each marked RISK) not accepted with --allow."""
+    from mot_plugin import check as checks
+
+    unknown = [kind for kind in allowed if kind not in checks.KINDS]
+    if unknown:
+        _fail(f"--allow: unknown kind {unknown[0]!r} (kinds: {', '.join(checks.KINDS)})", 2)
+    try:
+        loaded = load_recipe(recipe, check_files=False)
+        findings = checks.find(loaded, Path(recipe).absolute().parent)
+        script = checks.job_script(loaded)
+    except RecipeError as err:
+        _fail(str(err), 2)
+    bad = checks.risky(findings, allowed)
+    for section in checks.SECTIONS:
+        rows = [f for f in findings if f.section == section]
+        if rows:
+            click.echo(f"{section.capitalize()}:")
+        for f in rows:
+            mark = "RISK" if f in bad else "ok" if not f.kind else "allowed"
+            click.echo(f"  {mark:<7} {f.kind or '':<14} {f.key}: {f.value}" + (f"  ({f.note})" if f.note else ""))
+        if section == "executes" and script:
+            click.echo("  the Slurm job script of the first branch:")
+            click.echo("".join(f"    | {line}\n" for line in script.splitlines()), nl=False)
+    kinds = sorted({f.kind for f in bad})
+    if bad:
+        click.echo(f"{len(bad)} risky finding(s): " + "; ".join(f"{k}: {checks.KINDS[k]}" for k in kinds))
+        click.echo(f"Read them; accept a kind with --allow KIND (mot check {recipe} " +
+                   " ".join(f"--allow {k}" for k in kinds) + ")")
+        sys.exit(3)
+    click.echo("Nothing risky found.")
+
+
 main.add_command(data)
 
 if __name__ == "__main__":
