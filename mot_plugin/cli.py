@@ -358,6 +358,35 @@ def check(recipe: str, allowed: tuple[str, ...]) -> None:
     click.echo("Nothing risky found.")
 
 
+@main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.argument("repo_id")
+@click.option("--revisions", is_flag=True, help="Also push every round's merged model to a branch round-NN.")
+@click.option("--private", is_flag=True, help="Create the repository private.")
+@click.option("--dry-run", is_flag=True, help="List what would go where; upload and write nothing.")
+def push(run_dir: str, repo_id: str, revisions: bool, private: bool, dry_run: bool) -> None:
+    """Upload RUN_DIR's final student, its card, the recipe and data.json to the hub model REPO_ID
+    (through huggingface_hub; its login or HF_TOKEN)."""
+    from mot_plugin import push as pushing
+
+    the_plan = _run_dir_plan(run_dir)
+    try:
+        commits = pushing.uploads(the_plan, revisions)
+        if dry_run:
+            for line in pushing.describe(commits, repo_id):
+                click.echo(line)
+            click.echo(f"Dry run: nothing uploaded ({CARD_NOTE}).")
+            return
+        commits = pushing.push(the_plan, repo_id, revisions, private)
+    except pushing.PushError as err:
+        _fail(str(err), 2)
+    for commit in commits:
+        click.echo(f"Pushed {len(commit.files)} files to {repo_id}@{commit.revision}")
+
+
+CARD_NOTE = "a push first rewrites each round's README.md card from the run's results"
+
+
 main.add_command(data)
 
 if __name__ == "__main__":

@@ -179,3 +179,37 @@ def test_init_and_preview_from_an_installed_wheel(tmp_path):
     lines = commands.stdout.splitlines()
     assert len(lines) == 6 and all(line.startswith("0 ") for line in lines), commands.stdout + commands.stderr
     assert all("Preview only: nothing was written" in line for line in lines[1::2])
+
+
+def test_push_commits_the_final_student_and_every_round(toy, tmp_path, monkeypatch):
+    from huggingface_hub import HfApi, ModelCard
+
+    run_dir = _fast_run(toy, tmp_path, monkeypatch, rounds=2)
+    calls = []
+    monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kw: calls.append(("repo", repo_id, kw)))
+    monkeypatch.setattr(HfApi, "create_branch", lambda self, repo_id, **kw: calls.append(("branch", kw["branch"])))
+    monkeypatch.setattr(HfApi, "create_commit", lambda self, repo_id, **kw: calls.append(("commit", kw)))
+    dry = CliRunner().invoke(main, ["push", str(run_dir), "me/mot-student", "--revisions", "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert calls == [] and "me/mot-student@main" in dry.output and "me/mot-student@round-01" in dry.output
+    result = CliRunner().invoke(main, ["push", str(run_dir), "me/mot-student", "--revisions"])
+    assert result.exit_code == 0, result.output
+    assert calls[0] == ("repo", "me/mot-student", {"private": False, "exist_ok": True})
+    assert [c[1] for c in calls if c[0] == "branch"] == ["round-01", "round-02"]
+    commits = {c[1]["revision"]: {op.path_in_repo: op for op in c[1]["operations"]} for c in calls if c[0] == "commit"}
+    assert list(commits) == ["main", "round-01", "round-02"]
+    main_files = commits["main"]
+    assert {"README.md", "model.safetensors", "config.json", "recipe.yaml", "data.json"} <= set(main_files)
+    card = ModelCard.load(main_files["README.md"].path_or_fileobj)
+    assert card.data.base_model and "merge-of-thought" in card.data.tags and card.data.eval_results
+    hashes = json.loads(main_files["data.json"].path_or_fileobj)
+    assert sorted(hashes) == ["data/brief.jsonl", "data/wordy.jsonl"], "paths as the recipe wrote them"
+    assert Path(main_files["recipe.yaml"].path_or_fileobj).name == "recipe.source.yaml"
+    assert "- round: 1" in ModelCard.load(commits["round-01"]["README.md"].path_or_fileobj).text
+
+
+def test_push_of_an_unfinished_run_is_refused(toy, tmp_path, monkeypatch):
+    run_dir = _fast_run(toy, tmp_path, monkeypatch)
+    shutil.rmtree(run_dir / "round-01/merged")
+    result = CliRunner().invoke(main, ["push", str(run_dir), "me/x", "--dry-run"])
+    assert result.exit_code == 2 and "is not there; finish the run first" in result.output
