@@ -16,6 +16,11 @@ HASHES_FILE = "data.json"
 """In the run directory: every local training file's size, mtime and sha256."""
 
 
+def provenance_path(data_file: Path) -> Path:
+    """Where `mot data generate` records what produced `data_file` (`<name>.provenance.json`)."""
+    return data_file.with_name(f"{data_file.stem}.provenance.json")
+
+
 def _files(path: Path) -> list[Path]:
     if path.is_dir():
         return sorted(p for p in path.rglob("*") if p.is_file())
@@ -46,6 +51,11 @@ class DataHashes:
         entry = self.recorded.get(str(path))
         if not entry or entry["size"] != stat.st_size or entry["mtime_ns"] != stat.st_mtime_ns:
             entry = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": _sha256(path)}
+        entry = {k: v for k, v in entry.items() if k != "provenance"}
+        try:
+            entry["provenance"] = json.loads(provenance_path(path).read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            pass
         self.used[str(path)] = entry
         return entry["sha256"]
 

@@ -22,6 +22,10 @@ def snapshot(root: Path) -> dict[str, tuple[int, bytes]]:
     return {str(p.relative_to(root)): (p.stat().st_mtime_ns, p.read_bytes()) for p in root.rglob("*") if p.is_file()}
 
 
+PROVENANCE = {"teacher": "brief", "model": "brief-model-v1", "endpoint": "http://127.0.0.1:8000/v1/chat/completions",
+              "temperature": 0.7, "max_tokens": 512, "date": "2026-01-01T00:00:00+00:00", "prompts_sha256": "ab" * 32}
+
+
 def _fast_run(toy, tmp_path: Path, monkeypatch, rounds: int = 1) -> Path:
     """A finished run (fake branches and evaluations, real report) of a recipe in tmp_path that names its
     teachers' data (copies in tmp_path/data) and its run directory relatively; returns the run directory."""
@@ -30,6 +34,7 @@ def _fast_run(toy, tmp_path: Path, monkeypatch, rounds: int = 1) -> Path:
     local = {**toy}
     for name in ("brief", "wordy"):
         local[f"teacher:{name}"] = Path(shutil.copy(toy[f"teacher:{name}"], "data"))
+    Path("data/brief.provenance.json").write_text(json.dumps(PROVENANCE))  # as `mot data generate` writes it
     recipe = recipe_data(local, Path("run"), rounds=rounds, plugins=["fake_launcher", "example_plugin"],
                          eval={"data": str(toy["eval"])})
     result = CliRunner().invoke(main, ["run", str(write_recipe(Path("r.yaml"), recipe))])
@@ -100,6 +105,8 @@ def test_every_round_has_a_card_that_huggingface_hub_parses(toy, tmp_path, monke
     assert (run_dir / "round-02/merged/accuracy.png").is_file()
     assert str(tmp_path) not in final.content, "no path of this machine but those the recipe's author wrote"
     assert "`data/brief.jsonl`" in text
+    assert "| `data/brief.jsonl` | brief-model-v1 | http://127.0.0.1:8000/v1/chat/completions | 0.7 | 512 |" in text
+    assert json.loads((run_dir / "data.json").read_text())[str(tmp_path / "data/brief.jsonl")]["provenance"] == PROVENANCE
     for sha in (e["sha256"] for e in json.loads((run_dir / "data.json").read_text()).values()):
         assert sha in text
     first = ModelCard.load(run_dir / "round-01/merged/README.md")
