@@ -107,14 +107,20 @@ def _preview(recipe_path: str) -> None:
     """`mot plan --preview`: the plan of a recipe whose inputs may not be here yet."""
     from mot_plugin.inputs import recipe_inputs
 
+    notes = []
     try:
         recipe = load_recipe(recipe_path, check_files=False)
         pm = plugin_manager(())
-        pm.hook.mot_check_recipe(recipe=recipe)
+        try:
+            pm.hook.mot_check_recipe(recipe=recipe)
+        except RecipeError as err:  # e.g. Slurm's commands missing here: the plan can still be read
+            notes.append(f"note: `mot run` here would refuse it: {err}")
         the_plan = plan_run(recipe, pm.hook)
     except RecipeError as err:
         _fail(str(err) if str(err).startswith(recipe_path) else f"{recipe_path}: {err}", 2)
     _print_plan(the_plan)
+    for line in notes:
+        click.echo(line)
     click.echo("Inputs:")
     missing = 0
     for found in recipe_inputs(recipe):

@@ -220,3 +220,11 @@ def test_push_of_an_unfinished_run_is_refused(toy, tmp_path, monkeypatch):
     shutil.rmtree(run_dir / "round-01/merged")
     result = CliRunner().invoke(main, ["push", str(run_dir), "me/x", "--dry-run"])
     assert result.exit_code == 2 and "is not there; finish the run first" in result.output
+
+
+def test_preview_of_a_slurm_recipe_without_slurm_here(toy, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch, no squeue
+    data = recipe_data(toy, tmp_path / "run", launch={"launcher": "slurm"})
+    preview = CliRunner().invoke(main, ["plan", "--preview", str(write_recipe(tmp_path / "r.yaml", data))])
+    assert preview.exit_code == 0, preview.output
+    assert "note: `mot run` here would refuse it: mot.launch.launcher: slurm needs sbatch" in preview.output
