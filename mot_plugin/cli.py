@@ -366,16 +366,20 @@ def check(recipe: str, allowed: tuple[str, ...]) -> None:
 
 @main.command()
 @click.argument("run_dir", type=click.Path(file_okay=False))
-@click.argument("repo_id")
+@click.argument("repo_id", required=False)
 @click.option("--revisions", is_flag=True, help="Also push every round's merged model to a branch round-NN.")
-@click.option("--private", is_flag=True, help="Create the repository private.")
+@click.option("--private", is_flag=True, help="Create the repository private (default: the recipe's hub_private_repo).")
 @click.option("--dry-run", is_flag=True, help="List what would go where; upload and write nothing.")
-def push(run_dir: str, repo_id: str, revisions: bool, private: bool, dry_run: bool) -> None:
+def push(run_dir: str, repo_id: str | None, revisions: bool, private: bool, dry_run: bool) -> None:
     """Upload RUN_DIR's final student, its card, the recipe and data.json to the hub model REPO_ID
-    (through huggingface_hub; its login or HF_TOKEN)."""
+    (default: the recipe's hub_model_id), through huggingface_hub (its login or HF_TOKEN)."""
     from mot_plugin import push as pushing
 
     the_plan = _run_dir_plan(run_dir)
+    repo_id = repo_id or the_plan.recipe.axolotl.get("hub_model_id")
+    private = private or bool(the_plan.recipe.axolotl.get("hub_private_repo"))
+    if not repo_id:
+        _fail(f"{run_dir}: give REPO_ID (the recipe sets no hub_model_id)", 2)
     try:
         commits = pushing.uploads(the_plan, revisions)
         if dry_run:

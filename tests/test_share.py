@@ -80,6 +80,10 @@ def test_run_directory_recipe_resumes_where_it_is(toy, tmp_path, monkeypatch):
     run_dir = _fast_run(toy, tmp_path, monkeypatch)
     moved = tmp_path / "moved"
     run_dir.rename(moved)
+    planned = CliRunner().invoke(main, ["plan", str(moved / "recipe.yaml")])
+    assert planned.exit_code == 0 and f"Plan for {moved}" in planned.output, planned.output
+    merge = (moved / "round-01/merge.yaml").read_text()
+    assert str(moved / "round-01/branch-brief/model") in merge and not run_dir.exists(), "configs for the new place"
     again = CliRunner().invoke(main, ["run", str(moved / "recipe.yaml")])
     assert again.exit_code == 0, again.output
     assert again.output.count("done earlier, skipped") == 5 and not run_dir.exists()
@@ -217,6 +221,12 @@ def test_push_commits_the_final_student_and_every_round(toy, tmp_path, monkeypat
 
 def test_push_of_an_unfinished_run_is_refused(toy, tmp_path, monkeypatch):
     run_dir = _fast_run(toy, tmp_path, monkeypatch)
+    no_repo = CliRunner().invoke(main, ["push", str(run_dir), "--dry-run"])
+    assert no_repo.exit_code == 2 and "give REPO_ID (the recipe sets no hub_model_id)" in no_repo.output
+    recipe = yaml.safe_load((run_dir / "recipe.yaml").read_text())
+    (run_dir / "recipe.yaml").write_text("# The recipe of the run" + yaml.safe_dump({**recipe, "hub_model_id": "me/from-recipe"}))
+    from_recipe = CliRunner().invoke(main, ["push", str(run_dir), "--dry-run"])
+    assert from_recipe.exit_code == 0 and "me/from-recipe@main" in from_recipe.output
     shutil.rmtree(run_dir / "round-01/merged")
     result = CliRunner().invoke(main, ["push", str(run_dir), "me/x", "--dry-run"])
     assert result.exit_code == 2 and "is not there; finish the run first" in result.output
