@@ -19,7 +19,6 @@ from mot_plugin.atomic import read_json, write_text
 from mot_plugin.datahash import HASHES_FILE
 from mot_plugin.environment import ENVIRONMENT_FILE
 from mot_plugin.planner import Plan
-from mot_plugin.recipe import _looks_local
 from mot_plugin.report_md import render_markdown
 from mot_plugin.runner import RECIPE_FILE, SOURCE_FILE
 from mot_plugin.specs import Step
@@ -36,7 +35,7 @@ class Paths:
     def __init__(self, plan: Plan):
         self.run_dir = plan.recipe.run_dir
         self.written: dict[str, str] = {}
-        source = read_json_yaml(self.run_dir / SOURCE_FILE)
+        source = _read_yaml(self.run_dir / SOURCE_FILE)
         mot = (source or {}).get("mot") or {}
         recipe = plan.recipe
         pairs = [(recipe.student, (source or {}).get("base_model"))]
@@ -61,7 +60,8 @@ class Paths:
         return Path(text).name
 
 
-def read_json_yaml(path: Path) -> Any:
+def _read_yaml(path: Path) -> Any:
+    """The YAML data in `path`, or None if it is missing or unreadable."""
     try:
         return yaml.safe_load(path.read_text())
     except (FileNotFoundError, yaml.YAMLError):
@@ -74,7 +74,7 @@ def _hub_datasets(plan: Plan) -> list[str]:
     for teacher in plan.recipe.mot.teachers:
         for entry in teacher.datasets:
             path = entry.get("path")
-            if isinstance(path, str) and not Path(path).is_absolute() and not _looks_local(path):
+            if isinstance(path, str) and not Path(path).is_absolute():  # local paths are absolute once loaded
                 found.append(path)
     return list(dict.fromkeys(found))
 
@@ -103,7 +103,8 @@ def _front_matter(plan: Plan, metrics: dict, paths: Paths, name: str, results: l
     )
 
 
-def _merge_steps(plan: Plan) -> list[Step]:
+def merge_steps(plan: Plan) -> list[Step]:
+    """Every MoT round's merge, in round order."""
     return [s for s in plan.steps if s.kind == "merge" and s.round > 0]
 
 
@@ -190,7 +191,7 @@ def _recipe_text(plan: Plan, paths: Paths) -> str:
 def final_card(plan: Plan, metrics: dict, plot: str | None) -> ModelCard:
     """The final student's card: results per round and baseline, the recipe, data, compute, versions."""
     paths = Paths(plan)
-    final = _merge_steps(plan)[-1]
+    final = merge_steps(plan)[-1]
     name = f"{plan.recipe.run_dir.name}"
     results = _eval_results(metrics, paths, [r["round"] for r in metrics["mot"]], True)
     data = _front_matter(plan, metrics, paths, name, results)
@@ -212,7 +213,7 @@ def write_cards(plan: Plan, metrics: dict) -> list[Path]:
     """Write a card into every round's merged model (the last: the final card, with the plot when the
     run directory has one); return the cards written."""
     written = []
-    merges = _merge_steps(plan)
+    merges = merge_steps(plan)
     for merge in merges:
         if not merge.output_dir.is_dir():
             continue

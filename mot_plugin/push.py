@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mot_plugin.atomic import read_json
-from mot_plugin.card import CARD, Paths, _merge_steps, write_cards
+from mot_plugin.card import Paths, merge_steps, write_cards
 from mot_plugin.datahash import HASHES_FILE
 from mot_plugin.planner import Plan
 from mot_plugin.runner import RECIPE_FILE, SOURCE_FILE
@@ -35,7 +35,7 @@ def _model_files(model_dir: Path) -> dict[str, Path | bytes]:
 def uploads(plan: Plan, revisions: bool) -> list[Upload]:
     """What `mot push` commits: the final student with the recipe (as its author wrote it) and the
     data hashes (paths as the recipe wrote them) on `main`; with `revisions`, each round's model."""
-    merges = [m for m in _merge_steps(plan)]
+    merges = merge_steps(plan)
     final = merges[-1]
     if not (final.output_dir / "config.json").is_file():
         raise PushError(f"{plan.recipe.run_dir}: the final round's model ({final.output_dir}) is not there; "
