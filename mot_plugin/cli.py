@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -18,7 +19,7 @@ from mot_plugin.planner import Plan, human_bytes, plan_run, weights_bytes
 from mot_plugin.plugins import plugin_manager
 from mot_plugin.process import StepFailed
 from mot_plugin.recipe import RecipeError, load_recipe, model_problem, seed_run_dirs, with_seed
-from mot_plugin.runner import check_paths, run_lock, run_plan, status_rows, step_state, write_configs
+from mot_plugin.runner import RECIPE_HEADER, check_paths, run_lock, run_plan, status_rows, step_state, write_configs
 
 
 def _fail(message: str, code: int) -> None:
@@ -43,11 +44,16 @@ class _Refusing(click.Group):
             _fail(f"{where}: {err.format_message()}", 2)
 
 
-def _plans(recipe_path: str | Path, seeds: tuple[int, ...] = (), check_files: bool = True) -> tuple[list[Plan], object]:
+def _plans(recipe_path: str | Path, seeds: tuple[int, ...] = (), check_files: bool = True,
+           run_dir: Path | None = None) -> tuple[list[Plan], object]:
     """The plan of the recipe, or with `seeds` one plan per seed (each in `<run_dir>/seed-N`). With
     `check_files` (plan, run), also validate every branch config with Axolotl and print a note for
-    each key mot replaces."""
+    each key mot replaces. `run_dir` replaces the recipe's `mot.run_dir`."""
     recipe = load_recipe(recipe_path, check_files=check_files)
+    if run_dir is None and Path(recipe_path).read_text().startswith(RECIPE_HEADER):
+        run_dir = Path(recipe_path).parent  # a run directory's own recipe.yaml: that run, wherever it is now
+    if run_dir is not None:
+        recipe = replace(recipe, mot=recipe.mot.model_copy(update={"run_dir": str(run_dir.absolute())}))
     pm = plugin_manager(recipe.mot.plugins)
     plans = []
     for one in [with_seed(recipe, seed) for seed in dict.fromkeys(seeds)] or [recipe]:
@@ -64,14 +70,15 @@ def _plans(recipe_path: str | Path, seeds: tuple[int, ...] = (), check_files: bo
 
 
 def _run_dir_plan(run_dir: str) -> Plan:
-    """The plan of an existing run directory, from the recipe it was run with."""
+    """The plan of an existing run directory, from the recipe it was run with; the directory is
+    `run_dir` itself, wherever the run was made (a moved or copied run directory is its own)."""
     recipe_file = Path(run_dir) / "recipe.yaml"
     if not recipe_file.is_file():
         seeds = seed_run_dirs(Path(run_dir))
         hint = (f"it holds runs of several seeds, e.g. {seeds[0]}" if seeds
                 else f"is {run_dir} a run directory made by mot plan or mot run?")
         raise UserError(f"{recipe_file}: not found ({hint})")
-    return _plans(recipe_file, check_files=False)[0][0]
+    return _plans(recipe_file, check_files=False, run_dir=Path(run_dir))[0][0]
 
 
 def _run_command(recipe: str, seeds: tuple[int, ...]) -> str:
@@ -91,8 +98,14 @@ def main() -> None:
 @main.command()
 @click.argument("recipe", type=click.Path(dir_okay=False))
 @SEED_OPTION
-def plan(recipe: str, seeds: tuple[int, ...]) -> None:
+@click.option("--preview", is_flag=True,
+              help="Plan without the data and models present, marking each missing input; imports none of the "
+                   "recipe's mot.plugins and writes nothing.")
+def plan(recipe: str, seeds: tuple[int, ...], preview: bool) -> None:
     """Validate RECIPE, write every config file of the run, and print the plan. Runs nothing."""
+    if preview:
+        _preview(recipe)
+        return
     plans, _ = _plans(recipe, seeds)
     for the_plan in plans:
         check_paths(the_plan)
@@ -103,6 +116,37 @@ def plan(recipe: str, seeds: tuple[int, ...]) -> None:
         _print_plan(the_plan)
     click.echo(f"Wrote {sum(len(p.steps) for p in plans)} step configs and recipe.yaml; nothing was run. "
                f"Next: {_run_command(recipe, seeds)}")
+
+
+def _preview(recipe_path: str) -> None:
+    """`mot plan --preview`: the plan of a recipe whose inputs may not be here yet."""
+    from mot_plugin.inputs import recipe_inputs
+
+    notes = []
+    try:
+        recipe = load_recipe(recipe_path, check_files=False)
+        pm = plugin_manager(())
+        try:
+            pm.hook.mot_check_recipe(recipe=recipe)
+        except RecipeError as err:  # e.g. Slurm's commands missing here: the plan can still be read
+            notes.append(f"note: `mot run` here would refuse it: {err}")
+        the_plan = plan_run(recipe, pm.hook)
+    except RecipeError as err:
+        _fail(str(err) if str(err).startswith(recipe_path) else f"{recipe_path}: {err}", 2)
+    _print_plan(the_plan)
+    for line in notes:
+        click.echo(line)
+    click.echo("Inputs:")
+    missing = 0
+    for found in recipe_inputs(recipe):
+        state = {True: "present", False: "MISSING", None: "hub id (not checked)"}[found.present]
+        missing += found.present is False
+        click.echo(f"  {found.key:<32} {state:<20} {found.value}")
+    if recipe.mot.plugins:
+        click.echo(f"note: the recipe's mot.plugins ({', '.join(recipe.mot.plugins)}) were not imported: their hooks "
+                   f"may change this plan (`mot check {recipe_path}` lists what the recipe runs)")
+    click.echo(f"Preview only: nothing was written; {missing} local input(s) missing. Fetch them, then "
+               f"`mot plan {recipe_path}`.")
 
 
 def _print_plan(the_plan: Plan) -> None:
@@ -159,10 +203,13 @@ def run(recipe: str, seeds: tuple[int, ...]) -> None:
         except StepFailed as err:
             _fail(f"{err} (finished steps are kept; rerun `{again}` to resume)", 1)
         click.echo(f"Final student: {the_plan.final_student()}")
-        if the_plan.recipe.mot.eval:
-            from mot_plugin.report import write_report
+        from mot_plugin.card import write_cards
+        from mot_plugin.report import collect_metrics, write_report
 
+        if the_plan.recipe.mot.eval:
             click.echo(f"Report: {write_report([the_plan])}")
+        else:
+            write_cards(the_plan, collect_metrics(the_plan))
     if seeds and plans[0].recipe.mot.eval:
         from mot_plugin.report import write_report
 
@@ -279,6 +326,94 @@ def student_from_gguf(out_dir: str, gguf: str | None) -> None:
     from mot_plugin.student import student_from_gguf as convert
 
     click.echo(f"Student: {convert(out_dir, gguf)}")
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("--from", "name", required=True, type=click.Choice(["toy", "champ-smollm2", "paper-qwen3-14b"]),
+              help="The shipped recipe to start from.")
+def init(directory: str, name: str) -> None:
+    """Copy a shipped recipe, with its comments, into DIRECTORY as NAME.yaml."""
+    from mot_plugin.shipped import init as copy_recipe
+
+    try:
+        target = copy_recipe(Path(directory), name)
+    except FileExistsError as err:
+        _fail(str(err), 2)
+    click.echo(f"Wrote {target}. Its opening comments say how to make its data; from {directory}: "
+               f"`mot plan --preview {target.name}` shows what it will run.")
+
+
+@main.command()
+@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.option("--allow", "allowed", multiple=True, metavar="KIND",
+              help="Accept findings of KIND (repeatable): plugin, axolotl-plugin, dataset-code, remote-code, shell, "
+                   "hub, push, tracker, ray, url, outside-path.")
+def check(recipe: str, allowed: tuple[str, ...]) -> None:
+    """What RECIPE would execute, read, write and contact, without importing or running any of it.
+    Exit 0: nothing risky; 3: risky findings (each marked RISK) not accepted with --allow."""
+    from mot_plugin import check as checks
+
+    unknown = [kind for kind in allowed if kind not in checks.KINDS]
+    if unknown:
+        _fail(f"--allow: unknown kind {unknown[0]!r} (kinds: {', '.join(checks.KINDS)})", 2)
+    try:
+        loaded = load_recipe(recipe, check_files=False)
+        findings = checks.find(loaded, Path(recipe).absolute().parent)
+        script = checks.job_script(loaded)
+    except RecipeError as err:
+        _fail(str(err), 2)
+    bad = checks.risky(findings, allowed)
+    for section in checks.SECTIONS:
+        rows = [f for f in findings if f.section == section]
+        if rows:
+            click.echo(f"{section.capitalize()}:")
+        for f in rows:
+            mark = "RISK" if f in bad else "ok" if not f.kind else "allowed"
+            click.echo(f"  {mark:<7} {f.kind or '':<14} {f.key}: {f.value}" + (f"  ({f.note})" if f.note else ""))
+        if section == "executes" and script:
+            click.echo("  the Slurm job script of the first branch:")
+            click.echo("".join(f"    | {line}\n" for line in script.splitlines()), nl=False)
+    kinds = sorted({f.kind for f in bad})
+    if bad:
+        click.echo(f"{len(bad)} risky finding(s): " + "; ".join(f"{k}: {checks.KINDS[k]}" for k in kinds))
+        click.echo(f"Read them; accept a kind with --allow KIND (mot check {recipe} " +
+                   " ".join(f"--allow {k}" for k in kinds) + ")")
+        sys.exit(3)
+    click.echo("Nothing risky found.")
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.argument("repo_id", required=False)
+@click.option("--revisions", is_flag=True, help="Also push every round's merged model to a branch round-NN.")
+@click.option("--private", is_flag=True, help="Create the repository private (default: the recipe's hub_private_repo).")
+@click.option("--dry-run", is_flag=True, help="List what would go where; upload and write nothing.")
+def push(run_dir: str, repo_id: str | None, revisions: bool, private: bool, dry_run: bool) -> None:
+    """Upload RUN_DIR's final student, its card, the recipe and data.json to the hub model REPO_ID
+    (default: the recipe's hub_model_id), through huggingface_hub (its login or HF_TOKEN)."""
+    from mot_plugin import push as pushing
+
+    the_plan = _run_dir_plan(run_dir)
+    repo_id = repo_id or the_plan.recipe.axolotl.get("hub_model_id")
+    private = private or bool(the_plan.recipe.axolotl.get("hub_private_repo"))
+    if not repo_id:
+        _fail(f"{run_dir}: give REPO_ID (the recipe sets no hub_model_id)", 2)
+    try:
+        commits = pushing.uploads(the_plan, revisions)
+        if dry_run:
+            for line in pushing.describe(commits, repo_id):
+                click.echo(line)
+            click.echo(f"Dry run: nothing uploaded ({CARD_NOTE}).")
+            return
+        commits = pushing.push(the_plan, repo_id, revisions, private)
+    except pushing.PushError as err:
+        _fail(str(err), 2)
+    for commit in commits:
+        click.echo(f"Pushed {len(commit.files)} files to {repo_id}@{commit.revision}")
+
+
+CARD_NOTE = "a push first rewrites each round's README.md card from the run's results"
 
 
 main.add_command(data)

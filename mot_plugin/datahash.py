@@ -16,6 +16,11 @@ HASHES_FILE = "data.json"
 """In the run directory: every local training file's size, mtime and sha256."""
 
 
+def provenance_path(data_file: Path) -> Path:
+    """Where `mot data generate` records what produced `data_file` (`<name>.provenance.json`)."""
+    return data_file.with_name(f"{data_file.stem}.provenance.json")
+
+
 def _files(path: Path) -> list[Path]:
     if path.is_dir():
         return sorted(p for p in path.rglob("*") if p.is_file())
@@ -46,6 +51,11 @@ class DataHashes:
         entry = self.recorded.get(str(path))
         if not entry or entry["size"] != stat.st_size or entry["mtime_ns"] != stat.st_mtime_ns:
             entry = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": _sha256(path)}
+        entry = {k: v for k, v in entry.items() if k != "provenance"}
+        try:
+            entry["provenance"] = json.loads(provenance_path(path).read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            pass
         self.used[str(path)] = entry
         return entry["sha256"]
 
@@ -56,6 +66,17 @@ class DataHashes:
             path = entry.get("path")
             if isinstance(path, str) and Path(path).is_absolute():
                 root = Path(path)
+                if not root.exists():
+                    self._recorded_only(root, digest)
                 for file in _files(root):
                     digest.update(f"{file.relative_to(root) if root.is_dir() else ''}\0{self.file(file)}\0".encode())
         return digest.hexdigest()[:12]
+
+    def _recorded_only(self, root: Path, digest: Any) -> None:
+        """A file or folder that is not here (a run directory copied to another machine): the hashes
+        `data.json` recorded for it, so the copy's steps keep their fingerprints."""
+        under = sorted(k for k in self.recorded if k.startswith(f"{root}/"))
+        for key in [str(root)] if str(root) in self.recorded else under:
+            self.used[key] = self.recorded[key]
+            relative = Path(key).relative_to(root) if key != str(root) else ""
+            digest.update(f"{relative}\0{self.recorded[key]['sha256']}\0".encode())

@@ -12,6 +12,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import pluggy
 
@@ -92,8 +93,27 @@ PER_BRANCH_KEYS = ("base_model", "output_dir", "max_steps", "seed", "mot_step")
 """Branch config keys that do not change how a teacher's data is tokenized."""
 
 
-def fingerprint(config: dict, deps: list[Step]) -> str:
-    text = json.dumps({"config": config, "deps": [d.fingerprint for d in deps]}, sort_keys=True, default=str)
+RUN_DIR_MARK = "<run_dir>"
+"""What a path inside the run directory starts with in a fingerprint: a moved run directory stays done."""
+
+
+def portable(value: Any, run_dir: Path) -> Any:
+    """`value` with every path inside `run_dir` written as `<run_dir>/...` (strings and Paths, nested)."""
+    if isinstance(value, dict):
+        return {k: portable(v, run_dir) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [portable(v, run_dir) for v in value]
+    if isinstance(value, (str, Path)):
+        text, root = str(value), str(run_dir)
+        if text == root or text.startswith(root + "/"):
+            return RUN_DIR_MARK + text[len(root):]
+    return value
+
+
+def fingerprint(config: dict, deps: list[Step], run_dir: Path) -> str:
+    """Hash of a step's config (paths inside the run directory relative to it) and its deps' fingerprints."""
+    text = json.dumps({"config": portable(config, run_dir), "deps": [d.fingerprint for d in deps]},
+                      sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -126,7 +146,7 @@ class _Planner:
             id=step_id, kind="branch", spec=spec, config=config, config_path=directory / "axolotl.yaml",
             log_path=directory / "train.log", marker_path=directory / "done.json",
             fingerprint=fingerprint(config if start else {**config, "mot_student": self._content(spec.student)},
-                                    [start] if start else []), deps=tuple(deps),
+                                    [start] if start else [], self.run_dir), deps=tuple(deps),
         ))
 
     def prepare(self, branch: BranchSpec, config: dict) -> Step:
@@ -141,7 +161,7 @@ class _Planner:
             self.prepared[name] = self._add(Step(
                 id=spec.step_id, kind="prepare", spec=spec, config=config, config_path=directory / f"{name}.yaml",
                 log_path=directory / f"{name}.log", marker_path=directory / f"{name}.done.json",
-                fingerprint=fingerprint(tokenization, []),
+                fingerprint=fingerprint(tokenization, [], self.run_dir),
             ))
         return self.prepared[name]
 
@@ -154,7 +174,7 @@ class _Planner:
         return self._add(Step(
             id=step_id, kind="merge", spec=spec, config=config, config_path=directory / "merge.yaml",
             log_path=directory / "merge.log", marker_path=directory / "merge.done.json",
-            fingerprint=fingerprint(config, branches), deps=tuple(b.id for b in branches),
+            fingerprint=fingerprint(config, branches, self.run_dir), deps=tuple(b.id for b in branches),
         ))
 
     def evaluate(self, name: str, round_: int, model: Step | None, ends_round: bool = False, *,
@@ -171,7 +191,8 @@ class _Planner:
             id=spec.step_id, kind="eval", spec=spec, config=config, config_path=directory / "eval.yaml",
             log_path=directory / "eval.log", marker_path=directory / "done.json",
             fingerprint=fingerprint({**config, "mot_contents": [self._content(settings.data)]
-                                     + ([] if model else [self._content(spec.model)])}, [model] if model else []),
+                                     + ([] if model else [self._content(spec.model)])}, [model] if model else [],
+                                    self.run_dir),
             deps=((model.id,) if model else ()) + tuple(s.id for s in after), ends_round=ends_round,
         ))
 

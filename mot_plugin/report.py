@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from mot_plugin.atomic import read_json, write_json, write_text
+from mot_plugin.card import write_cards
 from mot_plugin.jsonl import read_jsonl
 from mot_plugin.planner import Plan
-from mot_plugin.recipe import dump_yaml
 from mot_plugin.report_md import render_markdown
 from mot_plugin.specs import Step
 from mot_plugin.stats import mcnemar_exact, paired_counts, wilson_interval
@@ -196,17 +196,8 @@ def combine(runs: list[dict[str, Any]], run_dir: Path) -> dict[str, Any]:
             "seed": [run.get("seed") for run in runs], "mot": rows, "baselines": baselines, **tables}
 
 
-def model_card(plan: Plan, metrics: dict[str, Any]) -> str:
-    """README.md for the final merged model: the recipe, per-round scores and compute."""
-    report = render_markdown(metrics, None).split("\n", 1)[1]
-    return (f"# MoT student: {Path(metrics['run_dir']).name}\n\n"
-            f"Distilled with Merge-of-Thought (mot-plugin) from `{metrics['student']}`: each round, one Axolotl "
-            f"SFT branch per teacher started from the current student and mergekit ({metrics['merge']}) merged "
-            f"them.\n{report}\n## Recipe\n\n```yaml\n{dump_yaml(plan.recipe.to_dict())}```\n")
-
-
 def write_report(plans: list[Plan], out_dir: Path | None = None) -> Path:
-    """Write each run's metrics.json and the final model's card; write report.md and accuracy.png
+    """Write each run's metrics.json and its merged models' cards; write report.md and accuracy.png
     (combined over the runs when there are several) into `out_dir`, by default the first run's
     directory; `out_dir` gets the combined metrics.json too when it is no run's directory."""
     from mot_plugin.report_plot import render_plot
@@ -222,7 +213,5 @@ def write_report(plans: list[Plan], out_dir: Path | None = None) -> Path:
     plot = PLOT if render_plot(combined, out / PLOT) else None
     write_text(out / "report.md", render_markdown(combined, plot))
     for plan, run_metrics in zip(plans, metrics):
-        final = plan.final_student()
-        if final.is_dir():
-            write_text(final / "README.md", model_card(plan, run_metrics))
+        write_cards(plan, run_metrics)
     return out / "report.md"

@@ -10,6 +10,7 @@ below the run directory.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import queue
 import re
@@ -22,18 +23,22 @@ from typing import Any, Callable, Iterator
 
 import pluggy
 
-import hashlib
-
 from mot_plugin.atomic import check_inside, fsync_tree, read_json, remove_tree, write_json, write_text
 from mot_plugin.datahash import HASHES_FILE
-from mot_plugin.errors import UserError
 from mot_plugin.diagnostics import merge_diagnostics
+from mot_plugin.environment import ENVIRONMENT_FILE, environment
+from mot_plugin.errors import UserError
 from mot_plugin.planner import Plan, human_bytes, weights_bytes
 from mot_plugin.process import StepFailed
 from mot_plugin.recipe import dump_yaml
 from mot_plugin.specs import Step
 
 LOCK_FILE = ".lock"
+RECIPE_FILE = "recipe.yaml"
+"""The resolved recipe, in the run directory; `mot.run_dir` is `.`: the directory it is in."""
+RECIPE_HEADER = "# The recipe of the run in this directory, as mot resolved it (mot.run_dir: this directory).\n"
+SOURCE_FILE = "recipe.source.yaml"
+"""The recipe file the run was planned from, as its author wrote it (comments, relative paths)."""
 CURRENT_FILE = "current.json"
 DIAGNOSTICS_FILE = "diagnostics.json"
 """A merge's diagnostics, next to its config (`round-01/diagnostics.json`)."""
@@ -54,7 +59,7 @@ class NotEnoughDisk(StepFailed):
 def check_paths(plan: Plan) -> None:
     """Refuse a run directory where a step's files would be written through a symlink."""
     run_dir = plan.recipe.run_dir
-    for path in (run_dir / "recipe.yaml", run_dir / HASHES_FILE, run_dir / LOCK_FILE, run_dir / CURRENT_FILE):
+    for path in (run_dir / RECIPE_FILE, run_dir / SOURCE_FILE, run_dir / ENVIRONMENT_FILE, run_dir / HASHES_FILE, run_dir / LOCK_FILE, run_dir / CURRENT_FILE):
         check_inside(path, run_dir)
     for step in plan.steps:
         for path in (step.config_path, step.log_path, step.marker_path, step.failed_path, step.where_path,
@@ -66,7 +71,12 @@ def write_configs(plan: Plan) -> None:
     """Write the resolved recipe, the training files' hashes and every step's config file
     (what `mot plan` leaves behind; call it holding `run_lock`)."""
     check_paths(plan)
-    write_text(plan.recipe.run_dir / "recipe.yaml", dump_yaml(plan.recipe.to_dict()))
+    recipe = plan.recipe.to_dict()
+    recipe["mot"]["run_dir"] = "."  # the run directory is wherever this file is: `mot status DIR` reads DIR
+    write_text(plan.recipe.run_dir / RECIPE_FILE, RECIPE_HEADER + dump_yaml(recipe))
+    source = Path(plan.recipe.source)
+    if source.is_file() and source.absolute() != (plan.recipe.run_dir / RECIPE_FILE).absolute():
+        write_text(plan.recipe.run_dir / SOURCE_FILE, source.read_text())
     write_json(plan.recipe.run_dir / HASHES_FILE, plan.data_hashes)
     for step in plan.steps:
         header = f"# {step.id}: written by mot from {plan.recipe.source}; edit the recipe, not this file.\n"
@@ -150,6 +160,7 @@ def run_plan(plan: Plan, hook: pluggy.HookRelay, echo: Callable[[str], None] = p
     check_paths(plan)
     with run_lock(plan.recipe.run_dir):
         write_configs(plan)
+        write_json(plan.recipe.run_dir / ENVIRONMENT_FILE, environment())
         return _Scheduler(plan, hook, echo).run()
 
 

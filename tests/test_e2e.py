@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -212,6 +213,19 @@ def test_report_plot_and_model_card(with_baselines):
     assert pixels.shape[0] > 200 and pixels.shape[1] > 300 and pixels.std() > 0.05, "a real, non-empty plot"
     card = (with_baselines / "round-02/merged/README.md").read_text()
     assert "Merge-of-Thought" in card and "## Recipe" in card and "| 2 |" in card
+
+
+def test_moved_run_is_done_and_report_changes_nothing_outside_it(with_baselines, tmp_path):
+    copy = tmp_path / "moved-run"
+    shutil.copytree(with_baselines, copy)
+    files = lambda root: {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in root.rglob("*") if p.is_file()}
+    before = files(with_baselines.parent)
+    status = mot("status", str(copy), cwd=tmp_path)
+    steps = [line.split() for line in status.stdout.splitlines() if not line.startswith(" ")]
+    assert status.returncode == 0 and len(steps) == 17 and all(s[1] == "done" for s in steps), status.stdout
+    assert mot("report", str(copy), cwd=tmp_path).returncode == 0
+    assert files(with_baselines.parent) == before
+    assert str(copy) not in (copy / "round-02/merged/README.md").read_text(), "no path of this machine's run directory"
 
 
 def test_mot_eval_command(with_baselines, toy, tmp_path):

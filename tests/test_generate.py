@@ -214,3 +214,20 @@ def test_bad_input_is_one_line(tmp_path, lines, teachers, message):
     assert result.exit_code == 2
     (line,) = result.stderr.splitlines()
     assert line.startswith("mot: error: ") and message in line
+
+
+def test_provenance_is_written_next_to_each_file_and_recorded_by_a_run(server, prompts, tmp_path):
+    import hashlib
+
+    from mot_plugin.datahash import DataHashes
+
+    out = tmp_path / "out"
+    result = gen(prompts, out, f"a={server.url},model=ma", f"b={server.url}")
+    assert result.exit_code == 0, result.output
+    a, b = (json.loads((out / f"{name}.provenance.json").read_text()) for name in ("a", "b"))
+    assert (a["model"], a["requested_model"], b["model"], b["requested_model"]) == ("ma", "ma", "toy", None)
+    assert a["endpoint"] == f"{server.url}/v1/chat/completions" and (a["temperature"], a["max_tokens"]) == (0.0, 16)
+    assert a["prompts_sha256"] == hashlib.sha256(prompts.read_bytes()).hexdigest() and a["date"].startswith("20")
+    hashes = DataHashes(tmp_path / "run")
+    hashes.datasets([{"path": str(out / "a.jsonl")}])
+    assert hashes.used[str(out / "a.jsonl")]["provenance"] == a

@@ -8,17 +8,21 @@ chat_template rows) is written, atomically, only once every sample of that teach
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import random
 import re
 import sys
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import click
 
+from mot_plugin.atomic import write_json
 from mot_plugin.data.output import check_output
+from mot_plugin.datahash import provenance_path
 from mot_plugin.errors import UserError
 from mot_plugin.jsonl import read_jsonl
 
@@ -160,7 +164,7 @@ async def _complete(client, teacher: Teacher, headers: dict, prompt: str, settin
                 try:
                     choice = response.json()["choices"][0]
                     return {"completion": completion_text(choice["message"]),
-                            "finish_reason": choice.get("finish_reason")}
+                            "finish_reason": choice.get("finish_reason"), "model": response.json().get("model")}
                 except (ValueError, LookupError, TypeError, AttributeError):
                     raise RequestFailed(f"malformed response: {response.text[:200]!r}", False) from None
             error = f"HTTP {response.status_code}: {' '.join(response.text.split())[:200]}"
@@ -204,6 +208,17 @@ async def _generate_teacher(client, teacher: Teacher, prompts: list[dict], cache
     with cache_path.open("a", encoding="utf-8") as out:
         await asyncio.gather(*(one(p, k, out) for p, k in todo))
     return stats
+
+
+def _provenance(teacher: Teacher, prompts_path: Path, prompts: list[dict], cache: dict, settings: Settings) -> dict:
+    """What produced a teacher's file: the model as the endpoint named it in its responses (None for
+    samples cached before it was recorded), the endpoint, sampling settings, the date, the prompts' hash."""
+    reported = {cache[(p["id"], k)].get("model") for p in prompts for k in range(settings.samples)}
+    return {"teacher": teacher.name, "model": ", ".join(sorted(m for m in reported if m)) or None,
+            "requested_model": teacher.model, "endpoint": teacher.chat_url, "temperature": settings.temperature,
+            "max_tokens": settings.max_tokens, "samples_per_prompt": settings.samples,
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "prompts": prompts_path.name,
+            "prompts_sha256": hashlib.sha256(prompts_path.read_bytes()).hexdigest()}
 
 
 def _write_output(path: Path, prompts: list[dict], cache: dict, samples: int) -> None:
@@ -255,8 +270,10 @@ def generate(prompts_path: Path, teachers: list[Teacher], out_dir: Path, setting
                           f"first: {stats['error']}")
             echo(f"{line}; no {final} written, rerun to resume")
         else:
-            _write_output(final, prompts, load_cache(out_dir / "cache" / f"{teacher.name}.jsonl"), settings.samples)
-            echo(f"{line} -> {final}")
+            cache = load_cache(out_dir / "cache" / f"{teacher.name}.jsonl")
+            write_json(provenance_path(final), _provenance(teacher, prompts_path, prompts, cache, settings))
+            _write_output(final, prompts, cache, settings.samples)
+            echo(f"{line} -> {final} (provenance: {provenance_path(final).name})")
     return errors
 
 
