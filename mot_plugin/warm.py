@@ -21,6 +21,7 @@ import runpy
 import select
 import signal
 import sys
+import time
 import traceback
 
 PRELOAD = (
@@ -166,7 +167,11 @@ def serve() -> None:
 
 def main() -> None:
     """`python -P -m mot_plugin.warm [MODULE ...]`: preload the modules (default: PRELOAD), then serve."""
-    preload(sys.argv[1:] or list(PRELOAD))
+    started = time.time()
+    names = sys.argv[1:] or list(PRELOAD)
+    preload(names)
+    print(f"mot warm: server {os.getpid()} preloaded {len(names)} modules in {time.time() - started:.1f}s",
+          file=sys.stderr, flush=True)
     serve()
 
 

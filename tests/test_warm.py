@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -150,3 +151,41 @@ def test_no_process_outlives_the_caller(tmp_path, how):
     seen = json.loads(out.read_text())
     assert _gone(seen["pid"]), "the step outlived its caller"
     assert _gone(seen["ppid"]), "the warm server outlived its caller"
+
+
+@pytest.mark.slow
+def test_warm_and_cold_runs_give_the_same_weights_and_metrics(toy, tmp_path):
+    """The same tiny recipe (2 teachers x 1 round x 2 steps, evaluated) run by `mot run` warm and cold:
+    bitwise equal merged weights, equal losses and metrics; the warm server gone when `mot run` ends."""
+    from safetensors.torch import load_file
+
+    from conftest import recipe_data, write_recipe
+
+    runs = {}
+    for executor in ("warm", "cold"):
+        data = recipe_data(toy, tmp_path / executor, rounds=1, steps=2, launch={"executor": executor},
+                           eval={"data": str(toy["eval"]), "limit": 4, "max_new_tokens": 8, "batch_size": 4})
+        recipe = write_recipe(tmp_path / f"{executor}.yaml", data)
+        result = subprocess.run([sys.executable, "-m", "mot_plugin.cli", "run", str(recipe)], cwd=tmp_path,
+                                capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stdout + result.stderr
+        runs[executor] = tmp_path / executor
+    warm, cold = runs["warm"], runs["cold"]
+    assert (warm / "warm.log").is_file() and not (cold / "warm.log").exists()
+    a, b = (load_file(run / "round-01/merged/model.safetensors") for run in (warm, cold))
+    assert a.keys() == b.keys() and all(torch_equal(a[k], b[k]) for k in a)
+    for marker in ("round-01/branch-brief/done.json", "round-01/branch-wordy/done.json", "round-01/merge.done.json",
+                   "eval/round-00/done.json", "eval/round-01/done.json"):
+        results = [json.loads((run / marker).read_text())["result"] for run in (warm, cold)]
+        for result in results:
+            for key in ("train_seconds", "process_seconds", "seconds"):
+                result.pop(key, None)
+        assert json.dumps(results[0]).replace(str(warm), "RUN") == json.dumps(results[1]).replace(str(cold), "RUN")
+    server = int(re.search(r"mot warm: server (\d+) ", (warm / "warm.log").read_text()).group(1))
+    assert _gone(server, 5), "the warm server outlived mot run"
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return torch.equal(a, b)
