@@ -14,6 +14,7 @@ Nothing here may start a thread pool or touch CUDA before a fork: a child picks 
 from __future__ import annotations
 
 import atexit
+import gc
 import importlib
 import json
 import os
@@ -169,7 +170,10 @@ def main() -> None:
     """`python -P -m mot_plugin.warm [MODULE ...]`: preload the modules (default: PRELOAD), then serve."""
     started = time.time()
     names = sys.argv[1:] or list(PRELOAD)
+    gc.disable()
     preload(names)
+    gc.freeze()  # the preloaded objects are never collected: a child's collections leave their pages shared
+    gc.enable()
     print(f"mot warm: server {os.getpid()} preloaded {len(names)} modules in {time.time() - started:.1f}s",
           file=sys.stderr, flush=True)
     serve()
