@@ -25,6 +25,8 @@ import sys
 import time
 import traceback
 
+import setproctitle
+
 PRELOAD = (
     "torch",
     "transformers",
@@ -68,7 +70,8 @@ def _exit_code(code: object) -> int:
 
 def run_child(request: dict, closing: list[int]) -> None:  # pragma: no cover - runs in a fork
     """In the forked child: become `python -P -m MODULE ARGS` with the step's environment, directory
-    and log, run the module as `__main__`, and exit with its status."""
+    and log (and its command line as the process's title, as `ps` shows it), run the module as `__main__`,
+    and exit with its status."""
     code = 1
     try:
         signal.set_wakeup_fd(-1)
@@ -79,6 +82,7 @@ def run_child(request: dict, closing: list[int]) -> None:  # pragma: no cover - 
         from mot_plugin.process import die_with_parent
 
         die_with_parent()
+        setproctitle.setproctitle(" ".join([sys.executable, "-P", "-m", request["module"], *request["args"]]))
         log = os.open(request["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)

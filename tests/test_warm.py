@@ -44,6 +44,7 @@ def run_both(server, monkeypatch, tmp_path, action: str, env: dict[str, str]) ->
         except StepFailed as err:
             error = str(err).replace(str(log), "LOG")
         seen[mode] = {**json.loads(out.read_text()), "log": log.read_text().replace(str(out), "OUT"), "error": error}
+        seen[mode]["title"] = seen[mode]["title"].replace(str(out), "OUT")
     return seen
 
 
@@ -57,6 +58,7 @@ def test_a_warm_step_sees_what_a_cold_one_sees(server, monkeypatch, tmp_path):
     assert warm["argv"][1:] == cold["argv"][1:] and cold["error"] is None and cold["offline"] is True
     assert cold["log"].startswith(f"$ {sys.executable} -P -m probe ") and cold["log"].endswith("probe ran\n")
     assert warm["ppid"] == server.proc.pid, "the warm step is a fork of the server"
+    assert warm["title"] == cold["title"], "ps shows a warm step's command as it shows a cold one's"
 
 
 def test_a_step_gets_the_threads_its_environment_asks_for(server, monkeypatch, tmp_path):
