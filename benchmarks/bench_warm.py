@@ -152,7 +152,7 @@ def main() -> None:
         print(f"{kind:8} {len(ids):>3} | {wall['warm']:8.1f}s {wall['cold']:7.1f}s {wall['warm'] / wall['cold']:6.2f} | "
               f"{mean['warm']:14.1f}s {statistics.mean(later):10.1f}s {mean['cold']:5.1f}s "
               f"{mean['warm'] / mean['cold']:6.2f}")
-    print(f"first warm step (pays for the server's imports): {first}, "
+    print(f"first warm step (pays for the server's imports): {first.removesuffix('done.json').rstrip('/.')}, "
           f"{steps['warm'][first]['wall'] - steps['warm'][first]['compute']:.1f}s fixed")
     print(f"mot run wall: warm {walls['warm']:.1f}s, cold {walls['cold']:.1f}s, ratio warm/cold "
           f"{walls['warm'] / walls['cold']:.3f}")
