@@ -121,18 +121,16 @@ class WarmExecutor:
         slot = [threading.Event(), None]
         with self.lock:
             self.next_id += 1
-            request_id = self.next_id
-            if not self.gone:
-                self.waiting[request_id] = slot
-            request = {"id": request_id, "module": module, "args": list(args), "log": str(log_path.absolute()),
+            request = {"id": self.next_id, "module": module, "args": list(args), "log": str(log_path.absolute()),
                        "env": env, "cwd": os.getcwd()}
             try:
                 if self.gone:
                     raise BrokenPipeError
+                self.waiting[self.next_id] = slot
                 self.proc.stdin.write((json.dumps(request) + "\n").encode())
                 self.proc.stdin.flush()
-            except (BrokenPipeError, ValueError):
-                self.waiting.pop(request_id, None)
+            except (OSError, ValueError):  # the server is gone: this step fails like one it was running
+                self.waiting.pop(self.next_id, None)
                 slot[0].set()
         slot[0].wait()
         if slot[1] is None:
@@ -170,7 +168,7 @@ def warm_executor(server_log: Path) -> WarmExecutor:
 
 
 def stop_warm_executor() -> None:
-    """Stop this process's warm server, if one runs (`mot run` does at its end, and at exit)."""
+    """Stop this process's warm server, if one runs (registered to run when the process exits)."""
     global _warm
     with _warm_lock:
         if _warm is not None:
