@@ -155,6 +155,10 @@ class Launch(_Strict):
     processes: int = Field(default=1, ge=1)
     """Processes per branch; above 1 the branch runs under `accelerate launch` (DeepSpeed/FSDP
     settings of the recipe pass through unchanged)."""
+    executor: Literal["warm", "cold"] = "warm"
+    """How steps run on this machine (local branches, data preparation, merges, evaluations):
+    `warm`, each in a fork of one Python server that imported torch, Axolotl and mergekit once;
+    `cold`, each as a new Python process. Same commands, logs and results (docs/recipe.md)."""
     port: int = Field(default=29500, ge=1024, le=65000)
     """First rendezvous port; concurrent multi-process branches get distinct ports from here."""
     ray: Ray = Ray()

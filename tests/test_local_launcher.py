@@ -23,10 +23,12 @@ def _branches(toy, tmp_path, **launch):
 def _run_all_at_once(recipe, steps, monkeypatch):
     """Run the launcher for every branch in its own thread, all inside `run_logged` at once."""
     seen: dict[str, tuple[list[str], dict[str, str]]] = {}
+    warm: dict[str, object] = {}
     inside = threading.Barrier(recipe.mot.launch.parallel, timeout=10)
 
-    def fake_run_logged(step_id, cmd, log_path, env=None):
+    def fake_run_logged(step_id, cmd, log_path, env=None, warm_in=None):
         seen[step_id] = (cmd, env)
+        warm[step_id] = warm_in
         if len(seen) <= recipe.mot.launch.parallel:
             inside.wait()  # the first `parallel` branches hold their slots together
         step = next(s for s in steps if s.id == step_id)
@@ -39,13 +41,14 @@ def _run_all_at_once(recipe, steps, monkeypatch):
         thread.start()
     for thread in threads:
         thread.join(30)
-    return seen
+    return seen, warm
 
 
 def test_concurrent_multi_process_branches_get_their_own_devices_and_ports(toy, tmp_path, monkeypatch):
     recipe, steps = _branches(toy, tmp_path, parallel=2, devices=["0,1", "2,3"], processes=2, port=29600)
-    seen = _run_all_at_once(recipe, steps, monkeypatch)
+    seen, warm = _run_all_at_once(recipe, steps, monkeypatch)
     assert len(seen) == 3
+    assert set(warm.values()) == {None}, "accelerate launch starts processes of its own: always cold"
     for cmd, env in seen.values():
         assert cmd[1:4] == ["-P", "-m", "accelerate.commands.launch"] and cmd[4:6] == ["--num_processes", "2"]
         assert cmd[-3:-1] == ["-m", "axolotl.cli.train"]
@@ -60,7 +63,8 @@ def test_cpu_branches_share_the_cores(toy, tmp_path, monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(axolotl_branch.os, "cpu_count", lambda: 8)
     recipe, steps = _branches(toy, tmp_path, parallel=2)
-    seen = _run_all_at_once(recipe, steps, monkeypatch)
+    seen, warm = _run_all_at_once(recipe, steps, monkeypatch)
+    assert set(warm.values()) == {recipe.run_dir}, "single-process local branches run warm by default"
     for cmd, env in seen.values():
         assert cmd[1:] == ["-P", "-m", "axolotl.cli.train", cmd[-1]] and env["OMP_NUM_THREADS"] == "4"
         assert "CUDA_VISIBLE_DEVICES" not in env

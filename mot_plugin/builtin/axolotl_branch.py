@@ -1,5 +1,6 @@
 """Built-in branch plugin: the Axolotl config of a branch, and the local launcher (`axolotl train`
-as a subprocess, several at once on their own devices when the recipe asks)."""
+in a fork of the warm server or as a subprocess, several at once on their own devices when the recipe
+asks)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Any, Iterator
 
 from mot_plugin.axolotl_config import own_keys
 from mot_plugin.hookspecs import hookimpl
-from mot_plugin.process import StepFailed, python_command, run_logged
+from mot_plugin.process import StepFailed, python_command, run_logged, warm_dir
 from mot_plugin.recipe import Recipe
 from mot_plugin.specs import RESULT_FILE, BranchSpec, Step
 
@@ -99,7 +100,9 @@ def mot_run_branch(recipe: Recipe, step: Step) -> dict[str, Any] | None:
         port = launch.port + slot
         step.record_where(launcher="local", host=socket.gethostname(), slot=slot, devices=devices,
                           port=port if launch.processes > 1 else None)
-        run_logged(step.id, branch_command(recipe, step, port), step.log_path, env=env)
+        # `accelerate launch` (several processes per branch) starts processes of its own: always cold
+        run_logged(step.id, branch_command(recipe, step, port), step.log_path, env=env,
+                   warm_in=warm_dir(recipe) if launch.processes == 1 else None)
     return branch_result(step)
 
 
@@ -107,7 +110,7 @@ def mot_run_branch(recipe: Recipe, step: Step) -> dict[str, Any] | None:
 def mot_prepare_data(recipe: Recipe, step: Step) -> dict[str, Any]:
     """`python -m axolotl.cli.preprocess CONFIG` on this machine: the teacher's data, tokenized once."""
     run_logged(step.id, python_command("axolotl.cli.preprocess", str(step.config_path)), step.log_path,
-               env=BRANCH_ENV)
+               env=BRANCH_ENV, warm_in=warm_dir(recipe))
     if not step.output_dir.is_dir() or not any(step.output_dir.iterdir()):
         raise StepFailed(f"{step.id} left no prepared data in {step.output_dir}; see {step.log_path}")
     return {"prepared": str(step.output_dir)}

@@ -1,5 +1,5 @@
 """Built-in merge plugin: mergekit configs checked against mergekit's own method registry, and
-`mergekit-yaml` as a subprocess.
+`mergekit-yaml` (its module `mergekit.scripts.run_yaml`, warm or cold: see `mot_plugin.process.run_logged`).
 
 mergekit ignores unknown keys silently, so every method name and parameter is checked here before
 anything runs. mergekit is imported lazily (it imports torch).
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mot_plugin.hookspecs import hookimpl
-from mot_plugin.process import python_command, run_logged
+from mot_plugin.process import python_command, run_logged, warm_dir
 from mot_plugin.recipe import Recipe, RecipeError
 from mot_plugin.specs import MergeSpec, Step
 
@@ -149,7 +149,7 @@ def mot_run_merge(recipe: Recipe, step: Step) -> dict[str, Any]:
         cmd += ["--lora-merge-cache", str(cache), "--lora-merge-dtype", step.config["dtype"]]
     shutil.rmtree(cache, ignore_errors=True)
     try:
-        run_logged(step.id, cmd, step.log_path)
+        run_logged(step.id, cmd, step.log_path, warm_in=warm_dir(recipe))
     finally:
         shutil.rmtree(cache, ignore_errors=True)
     if "base_model" not in step.config:
