@@ -16,6 +16,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from mot_plugin.atomic import remove_tree
 from mot_plugin.hookspecs import hookimpl
 from mot_plugin.process import python_command, run_logged, warm_dir
 from mot_plugin.recipe import Recipe, RecipeError
@@ -141,17 +142,17 @@ def mot_run_merge(recipe: Recipe, step: Step) -> dict[str, Any]:
     """`mergekit-yaml merge.yaml OUT` into a scratch directory, renamed into place when complete.
     Adapters are merged into the student in the merge's dtype, in a cache deleted afterwards."""
     scratch = step.output_dir.with_name(step.output_dir.name + ".partial")
-    shutil.rmtree(scratch, ignore_errors=True)
+    remove_tree(scratch, recipe.run_dir)
     cmd = python_command("mergekit.scripts.run_yaml", str(step.config_path), str(scratch),
                          "--random-seed", str(recipe.mot.seed), "--quiet")
     cache = step.output_dir.with_name(LORA_CACHE)
     if any(branch.adapter for branch in step.spec.branches):
         cmd += ["--lora-merge-cache", str(cache), "--lora-merge-dtype", step.config["dtype"]]
-    shutil.rmtree(cache, ignore_errors=True)
+    remove_tree(cache, recipe.run_dir)
     try:
         run_logged(step.id, cmd, step.log_path, warm_in=warm_dir(recipe))
     finally:
-        shutil.rmtree(cache, ignore_errors=True)
+        remove_tree(cache, recipe.run_dir)
     if "base_model" not in step.config:
         # an adapter branch's directory lacks the student's generation_config.json: take it from the student
         donors = [step.spec.branches[0].output_dir, Path(step.spec.student)]
@@ -159,7 +160,7 @@ def mot_run_merge(recipe: Recipe, step: Step) -> dict[str, Any]:
             donor = next((d / name for d in donors if (d / name).is_file()), None)
             if donor:
                 shutil.copy2(donor, scratch / name)
-    shutil.rmtree(step.output_dir, ignore_errors=True)
+    remove_tree(step.output_dir, recipe.run_dir)
     scratch.rename(step.output_dir)
     return {"merged": str(step.output_dir), "method": step.config["merge_method"],
             "inputs": [m["model"] for m in step.config["models"]]}

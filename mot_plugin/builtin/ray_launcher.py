@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
 import socket
 import threading
 from typing import Any
 
-from mot_plugin.atomic import read_json
+from mot_plugin.atomic import read_json, remove_tree
 from mot_plugin.builtin.axolotl_branch import BRANCH_ENV, branch_command, branch_result
 from mot_plugin.hookspecs import hookimpl
 from mot_plugin.process import StepFailed, run_logged
@@ -95,7 +94,7 @@ def run_branch_task(recipe: Recipe, step: Step) -> dict[str, Any]:
                       worker_pid=os.getpid(), task_id=task_id, attempt=attempt,
                       gpus=os.environ.get("CUDA_VISIBLE_DEVICES") if recipe.mot.launch.ray.num_gpus else None,
                       port=port if recipe.mot.launch.processes > 1 else None)
-    shutil.rmtree(step.output_dir, ignore_errors=True)
+    remove_tree(step.output_dir, recipe.run_dir)
     run_logged(step.id, branch_command(recipe, step, port), step.log_path, env=BRANCH_ENV)
     return branch_result(step)
 

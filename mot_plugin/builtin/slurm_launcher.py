@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mot_plugin.atomic import read_json, write_text
+from mot_plugin.atomic import read_json, remove_tree, write_text
 from mot_plugin.builtin.axolotl_branch import BRANCH_ENV, branch_command, branch_result
 from mot_plugin.hookspecs import hookimpl
 from mot_plugin.process import StepFailed
@@ -264,7 +264,7 @@ def mot_run_branch(recipe: Recipe, step: Step) -> dict[str, Any] | None:
     if not _slurm(recipe):
         return None
     if cancel_orphan(step):
-        shutil.rmtree(step.output_dir, ignore_errors=True)  # what the orphan wrote after the runner cleared it
+        remove_tree(step.output_dir, recipe.run_dir)  # what the orphan wrote after the runner cleared it
     job_id = submit(recipe, step)
     _track(step.id, job_id)  # until the job is gone: `mot run` exiting cancels it
     where: dict[str, Any] = {"launcher": "slurm", "job_id": job_id, "script": str(_script_path(step).absolute()),
