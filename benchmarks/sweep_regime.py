@@ -14,6 +14,7 @@ cell (the seed changes the student's pretraining and every branch's data order).
 table (mean ± std over seeds, Wilson 95% interval of the pooled accuracy) and writes JSON rows.
 
     python benchmarks/sweep_regime.py --out benchmarks/sweep.json            # the cells in docs/results.md
+    (benchmarks/results/sweep-*.json: the rows behind the table measured on 2026-12-01, one file a cell)
     python benchmarks/sweep_regime.py --cells "on,shared,3e-4,40" --seeds 0 1 2
 """
 
@@ -33,6 +34,7 @@ from mot_plugin.stats import wilson_interval
 DEFAULT_CELLS = [
     # pretrain, teachers, lr, steps per round (the cells in docs/results.md)
     "on,shared,1e-4,20",
+    "on,shared,1e-4,50",
     "on,shared,3e-4,10",
     "mixed,shared,3e-4,20",
     "mixed,shared,1e-3,20",
