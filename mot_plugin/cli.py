@@ -226,10 +226,12 @@ def report(run_dirs: tuple[str, ...]) -> None:
 
     parent = Path(run_dirs[0])
     seeds = seed_run_dirs(parent) if len(run_dirs) == 1 and not (parent / "recipe.yaml").is_file() else []
+    plans = [_run_dir_plan(str(d)) for d in seeds or run_dirs]
+    for the_plan in plans:
+        check_paths(the_plan)  # the report and cards go below each run directory, never through a symlink
     if not seeds:
-        click.echo(f"Report: {write_report([_run_dir_plan(d) for d in run_dirs])}")
+        click.echo(f"Report: {write_report(plans)}")
         return
-    plans = [_run_dir_plan(str(d)) for d in seeds]
     for the_plan in plans:
         write_report([the_plan])
     click.echo(f"Report: {write_report(plans, parent)}")

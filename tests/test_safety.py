@@ -81,6 +81,18 @@ def test_symlinked_round_directory_and_file_are_refused(toy, tmp_path):
     assert _intact(outside) and (outside / "precious.txt").read_text() == "keep me"
 
 
+def test_report_never_writes_through_a_symlink(toy, tmp_path):
+    recipe = _fast(toy, tmp_path)
+    assert mot("run", recipe).exit_code == 0
+    outside = _outside(tmp_path)
+    merged = tmp_path / "run/round-01/merged"
+    shutil.rmtree(merged)
+    merged.symlink_to(outside, target_is_directory=True)
+    result = mot("report", tmp_path / "run")
+    assert result.exit_code == 2 and "merged: a symbolic link inside the run directory" in result.stderr
+    assert _intact(outside)
+
+
 def test_delete_never_follows_a_symlink_planted_during_a_run(tmp_path):
     outside = _outside(tmp_path)
     run = tmp_path / "run"
