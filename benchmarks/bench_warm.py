@@ -32,6 +32,8 @@ import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
+from bench_loop import timed  # this folder is on sys.path when a script in it runs
+
 ROOT = Path(__file__).resolve().parents[1]
 KINDS = ("prepare", "branch", "merge", "eval")
 
@@ -99,10 +101,7 @@ def final_students(run_dir: Path) -> list[Path]:
 
 
 def run(recipe: Path, env: dict) -> float:
-    started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "mot_plugin.cli", "run", str(recipe)], check=True, env=env,
-                   stdout=subprocess.DEVNULL)
-    return time.perf_counter() - started
+    return timed([sys.executable, "-m", "mot_plugin.cli", "run", str(recipe)], env=env, stdout=subprocess.DEVNULL)
 
 
 def main() -> None:
