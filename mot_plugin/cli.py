@@ -358,13 +358,10 @@ def check(recipe: str, allowed: tuple[str, ...]) -> None:
 
     unknown = [kind for kind in allowed if kind not in checks.KINDS]
     if unknown:
-        _fail(f"--allow: unknown kind {unknown[0]!r} (kinds: {', '.join(checks.KINDS)})", 2)
-    try:
-        loaded = load_recipe(recipe, check_files=False)
-        findings = checks.find(loaded, Path(recipe).absolute().parent)
-        script = checks.job_script(loaded)
-    except RecipeError as err:
-        _fail(str(err), 2)
+        raise UserError(f"--allow: unknown kind {unknown[0]!r} (kinds: {', '.join(checks.KINDS)})")
+    loaded = load_recipe(recipe, check_files=False)
+    findings = checks.find(loaded, Path(recipe).absolute().parent)
+    script = checks.job_script(loaded)
     bad = checks.risky(findings, allowed)
     for section in checks.SECTIONS:
         rows = [f for f in findings if f.section == section]
@@ -400,17 +397,14 @@ def push(run_dir: str, repo_id: str | None, revisions: bool, private: bool, dry_
     repo_id = repo_id or the_plan.recipe.axolotl.get("hub_model_id")
     private = private or bool(the_plan.recipe.axolotl.get("hub_private_repo"))
     if not repo_id:
-        _fail(f"{run_dir}: give REPO_ID (the recipe sets no hub_model_id)", 2)
-    try:
-        commits = pushing.uploads(the_plan, revisions)
-        if dry_run:
-            for line in pushing.describe(commits, repo_id):
-                click.echo(line)
-            click.echo(f"Dry run: nothing uploaded ({CARD_NOTE}).")
-            return
-        commits = pushing.push(the_plan, repo_id, revisions, private)
-    except pushing.PushError as err:
-        _fail(str(err), 2)
+        raise UserError(f"{run_dir}: give REPO_ID (the recipe sets no hub_model_id)")
+    commits = pushing.uploads(the_plan, revisions)
+    if dry_run:
+        for line in pushing.describe(commits, repo_id):
+            click.echo(line)
+        click.echo(f"Dry run: nothing uploaded ({CARD_NOTE}).")
+        return
+    commits = pushing.push(the_plan, repo_id, revisions, private)
     for commit in commits:
         click.echo(f"Pushed {len(commit.files)} files to {repo_id}@{commit.revision}")
 

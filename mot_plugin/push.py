@@ -10,11 +10,12 @@ from pathlib import Path
 from mot_plugin.atomic import read_json
 from mot_plugin.card import Paths, merge_steps, write_cards
 from mot_plugin.datahash import HASHES_FILE
+from mot_plugin.errors import UserError
 from mot_plugin.planner import Plan
 from mot_plugin.runner import RECIPE_FILE, SOURCE_FILE
 
 
-class PushError(ValueError):
+class PushError(UserError):
     """The run cannot be pushed (not finished); one line."""
 
 
