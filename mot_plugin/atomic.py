@@ -13,8 +13,9 @@ import json
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator, TextIO
 
 from mot_plugin.errors import UserError
 
@@ -50,12 +51,15 @@ def fsync_tree(path: Path) -> None:
         fsync_dir(Path(dirpath))
 
 
-def write_text(path: Path, text: str) -> None:
+@contextmanager
+def atomic_file(path: Path) -> Iterator[TextIO]:
+    """A new text file written through a handle: it appears at `path` complete and fsynced when the
+    block ends, or not at all (an exclusive temporary file beside it, then a rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # O_EXCL
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -63,6 +67,11 @@ def write_text(path: Path, text: str) -> None:
         Path(tmp).unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
+
+
+def write_text(path: Path, text: str) -> None:
+    with atomic_file(path) as handle:
+        handle.write(text)
 
 
 def write_json(path: Path, data: Any) -> None:

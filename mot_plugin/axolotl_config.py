@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 from pydantic import ValidationError
 
 from mot_plugin.recipe import SEED_DIR, Recipe, RecipeError
-from mot_plugin.specs import BranchSpec
+from mot_plugin.steps import BranchSpec
 
 if TYPE_CHECKING:
     from mot_plugin.planner import Plan

@@ -7,7 +7,6 @@ weights are saved. The runner reads that file; `mot status` shows it.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -16,7 +15,8 @@ from axolotl.integrations.base import BasePlugin
 from pydantic import BaseModel
 from transformers import TrainerCallback
 
-from mot_plugin.specs import RESULT_FILE
+from mot_plugin.atomic import write_json
+from mot_plugin.steps import RESULT_FILE
 
 
 class MotBranchArgs(BaseModel):
@@ -80,7 +80,4 @@ class MotBranchPlugin(BasePlugin):
             "process_seconds": round(time.time() - self._process_start, 2),
             "loss_curve": curve,
         }
-        out = Path(cfg.output_dir) / RESULT_FILE
-        tmp = out.with_suffix(".tmp")
-        tmp.write_text(json.dumps(result, indent=2))
-        os.replace(tmp, out)
+        write_json(Path(cfg.output_dir) / RESULT_FILE, result)

@@ -20,8 +20,8 @@ from mot_plugin.datahash import HASHES_FILE
 from mot_plugin.environment import ENVIRONMENT_FILE
 from mot_plugin.planner import Plan
 from mot_plugin.report_md import render_markdown
-from mot_plugin.runner import RECIPE_FILE, SOURCE_FILE
-from mot_plugin.specs import Step
+from mot_plugin.rundir import RECIPE_FILE, SOURCE_FILE
+from mot_plugin.steps import Step
 
 TAGS = ["merge-of-thought", "distillation", "mergekit", "axolotl"]
 CARD = "README.md"

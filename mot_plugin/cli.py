@@ -14,18 +14,13 @@ from mot_plugin import adapters
 from mot_plugin.axolotl_config import check_branch_configs, notes
 from mot_plugin.data.cli import data
 from mot_plugin.diagnostics import summary
-from mot_plugin.errors import CONTROL, UserError
+from mot_plugin.errors import UserError, fail
 from mot_plugin.planner import Plan, human_bytes, plan_run, weights_bytes
 from mot_plugin.plugins import plugin_manager
 from mot_plugin.process import StepFailed
 from mot_plugin.recipe import RecipeError, load_recipe, model_problem, seed_run_dirs, with_seed
-from mot_plugin.runner import RECIPE_HEADER, check_paths, run_lock, run_plan, status_rows, step_state, write_configs
-
-
-def _fail(message: str, code: int) -> None:
-    """Print `mot: error: <message>` as one line (control characters escaped) and exit with `code`."""
-    click.echo("mot: error: " + CONTROL.sub(lambda m: repr(m.group())[1:-1], message), err=True)
-    sys.exit(code)
+from mot_plugin.rundir import RECIPE_HEADER, check_paths, run_lock, status_rows, step_state, write_configs
+from mot_plugin.runner import run_plan
 
 
 class _Refusing(click.Group):
@@ -36,12 +31,12 @@ class _Refusing(click.Group):
         try:
             return super().invoke(ctx)
         except UserError as err:
-            _fail(str(err), 2)
+            fail(str(err), 2)
         except click.UsageError as err:
             if isinstance(err, click.exceptions.NoArgsIsHelpError):
                 raise
             where = err.ctx.command_path if err.ctx else "mot"
-            _fail(f"{where}: {err.format_message()}", 2)
+            fail(f"{where}: {err.format_message()}", 2)
 
 
 def _plans(recipe_path: str | Path, seeds: tuple[int, ...] = (), check_files: bool = True,
@@ -132,7 +127,7 @@ def _preview(recipe_path: str) -> None:
             notes.append(f"note: `mot run` here would refuse it: {err}")
         the_plan = plan_run(recipe, pm.hook)
     except RecipeError as err:
-        _fail(str(err) if str(err).startswith(recipe_path) else f"{recipe_path}: {err}", 2)
+        fail(str(err) if str(err).startswith(recipe_path) else f"{recipe_path}: {err}", 2)
     _print_plan(the_plan)
     for line in notes:
         click.echo(line)
@@ -201,7 +196,7 @@ def run(recipe: str, seeds: tuple[int, ...]) -> None:
         try:
             run_plan(the_plan, pm.hook, echo=click.echo)
         except StepFailed as err:
-            _fail(f"{err} (finished steps are kept; rerun `{again}` to resume)", 1)
+            fail(f"{err} (finished steps are kept; rerun `{again}` to resume)", 1)
         click.echo(f"Final student: {the_plan.final_student()}")
         from mot_plugin.card import write_cards
         from mot_plugin.report import collect_metrics, write_report
@@ -251,7 +246,8 @@ def report(run_dirs: tuple[str, ...]) -> None:
 def eval_(model: str, data: str, samples: int, temperature: float, max_new_tokens: int, batch_size: int,
           limit: int | None, out: str | None) -> None:
     """Evaluate MODEL on held-out problems: accuracy, its spread, response length, unextracted answers."""
-    from mot_plugin.evaluate import load_eval_file, run_eval
+    from mot_plugin.evaluate import run_eval
+    from mot_plugin.grading import load_eval_file
 
     problem = model_problem(Path(model), adapters=True)
     if problem:
@@ -341,7 +337,7 @@ def init(directory: str, name: str) -> None:
     try:
         target = copy_recipe(Path(directory), name)
     except FileExistsError as err:
-        _fail(str(err), 2)
+        fail(str(err), 2)
     click.echo(f"Wrote {target}. Its opening comments say how to make its data; from {directory}: "
                f"`mot plan --preview {target.name}` shows what it will run.")
 

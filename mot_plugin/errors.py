@@ -8,8 +8,9 @@ whose message is one line naming the file, key or line at fault; the `mot` comma
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 
@@ -19,6 +20,13 @@ CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 class UserError(ValueError):
     """Bad input: a one-line message naming the file, key or line at fault."""
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Print `mot: error: <message>` as one line (control characters escaped) and exit with `code`:
+    the one way every `mot` command reports an error."""
+    print("mot: error: " + CONTROL.sub(lambda m: repr(m.group())[1:-1], message), file=sys.stderr, flush=True)
+    sys.exit(code)
 
 
 def read_text(path: Path, error: type[Exception] = UserError) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 import pluggy
 
 from mot_plugin.recipe import Recipe
-from mot_plugin.specs import BranchSpec, MergeSpec, Step
+from mot_plugin.steps import BranchSpec, MergeSpec, Step
 
 PROJECT = "mot"
 hookspec = pluggy.HookspecMarker(PROJECT)

@@ -18,7 +18,7 @@ import pluggy
 
 from mot_plugin.datahash import DataHashes
 from mot_plugin.recipe import Recipe, Teacher
-from mot_plugin.specs import BranchSpec, EvalSpec, MergeSpec, PrepareSpec, Step
+from mot_plugin.steps import BranchSpec, EvalSpec, MergeSpec, PrepareSpec, Step
 
 
 @dataclass(frozen=True)

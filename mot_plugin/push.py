@@ -12,7 +12,7 @@ from mot_plugin.card import Paths, merge_steps, write_cards
 from mot_plugin.datahash import HASHES_FILE
 from mot_plugin.errors import UserError
 from mot_plugin.planner import Plan
-from mot_plugin.runner import RECIPE_FILE, SOURCE_FILE
+from mot_plugin.rundir import RECIPE_FILE, SOURCE_FILE
 
 
 class PushError(UserError):

@@ -384,7 +384,7 @@ def check_inputs(recipe: Recipe) -> None:
             if Path(path).is_absolute():
                 _check_dataset_file(Path(path), entry, f"{src}: {key}")
     if recipe.mot.eval:
-        from mot_plugin.evaluate import EvalError, load_eval_file
+        from mot_plugin.grading import EvalError, load_eval_file
 
         try:
             load_eval_file(recipe.mot.eval.data)

@@ -16,7 +16,7 @@ from mot_plugin.card import write_cards
 from mot_plugin.jsonl import read_jsonl
 from mot_plugin.planner import Plan
 from mot_plugin.report_md import render_markdown
-from mot_plugin.specs import Step
+from mot_plugin.steps import Step
 from mot_plugin.stats import mcnemar_exact, paired_counts, wilson_interval
 
 EVAL_FIELDS = ("accuracy", "accuracy_std", "unextracted", "mean_response_tokens")

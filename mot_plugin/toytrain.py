@@ -101,7 +101,7 @@ def answers(model, tok, prompts: list[str], *, max_new_tokens: int = 64, batch_s
 def correct(model, tok, problems: list[dict], **kwargs) -> list[bool]:
     """Per held-out problem (`prompt`, `answer`): whether the greedy answer is right (the evaluation's
     own extraction and check)."""
-    from mot_plugin.evaluate import answers_match, extract_answer
+    from mot_plugin.grading import answers_match, extract_answer
 
     responses = answers(model, tok, [p["prompt"] for p in problems], **kwargs)
     return [answers_match(extract_answer(r), p["answer"]) for r, p in zip(responses, problems)]

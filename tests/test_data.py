@@ -18,7 +18,7 @@ from mot_plugin.data.champ import champ_gold
 from mot_plugin.data.convert import chat_rows
 from mot_plugin.data.formats import Fields
 from mot_plugin.data.rows import DataError, response_text
-from mot_plugin.evaluate import answers_match, extract_answer, load_eval_file
+from mot_plugin.grading import answers_match, extract_answer, load_eval_file
 
 ROOT = Path(__file__).parents[1]
 

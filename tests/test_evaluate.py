@@ -7,7 +7,8 @@ from importlib.resources import files
 
 import pytest
 
-from mot_plugin.evaluate import EvalError, answers_match, evaluate, extract_answer, generate, load_eval_file
+from mot_plugin.evaluate import evaluate, generate
+from mot_plugin.grading import EvalError, answers_match, extract_answer, load_eval_file
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from mot_plugin.builtin import axolotl_branch
 from mot_plugin.planner import plan_run
 from mot_plugin.plugins import plugin_manager
 from mot_plugin.recipe import parse_recipe
-from mot_plugin.specs import RESULT_FILE
+from mot_plugin.steps import RESULT_FILE
 
 
 def _branches(toy, tmp_path, **launch):

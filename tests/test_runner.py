@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 import yaml
@@ -16,7 +15,7 @@ from fake_launcher import CALLS, SPANS
 from mot_plugin import runner
 from mot_plugin.cli import main
 from mot_plugin.planner import human_bytes
-from mot_plugin.runner import run_lock
+from mot_plugin.rundir import run_lock
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -18,7 +18,7 @@ from fake_launcher import CALLS
 from mot_plugin import runner
 from mot_plugin.atomic import OutsideRoot, remove_tree
 from mot_plugin.cli import main
-from mot_plugin.runner import run_lock
+from mot_plugin.rundir import run_lock
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -25,7 +25,7 @@ from mot_plugin.builtin import slurm_launcher
 from mot_plugin.planner import plan_run
 from mot_plugin.plugins import plugin_manager
 from mot_plugin.recipe import Launch, RecipeError, load_recipe
-from mot_plugin.specs import Step
+from mot_plugin.steps import Step
 
 ROOT = Path(__file__).parents[1]
 SKIP_ENV = "MOT_SKIP_SLURM"

@@ -17,7 +17,7 @@ from mot_plugin.axolotl_config import own_keys
 from mot_plugin.hookspecs import hookimpl
 from mot_plugin.process import StepFailed, python_command, run_logged, warm_dir
 from mot_plugin.recipe import Recipe
-from mot_plugin.specs import RESULT_FILE, BranchSpec, Step
+from mot_plugin.steps import RESULT_FILE, BranchSpec, Step
 
 IN_BRANCH_PLUGIN = "mot_plugin.axolotl_plugin.MotBranchPlugin"
 BRANCH_ENV = {"AXOLOTL_DO_NOT_TRACK": "1", "PYTHONUNBUFFERED": "1"}

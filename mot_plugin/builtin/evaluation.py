@@ -9,7 +9,7 @@ from typing import Any
 from mot_plugin.hookspecs import hookimpl
 from mot_plugin.process import python_command, run_logged, warm_dir
 from mot_plugin.recipe import Recipe
-from mot_plugin.specs import Step
+from mot_plugin.steps import Step
 
 METRICS_FILE = "metrics.json"
 

@@ -20,7 +20,7 @@ from mot_plugin.atomic import remove_tree
 from mot_plugin.hookspecs import hookimpl
 from mot_plugin.process import python_command, run_logged, warm_dir
 from mot_plugin.recipe import Recipe, RecipeError
-from mot_plugin.specs import MergeSpec, Step
+from mot_plugin.steps import MergeSpec, Step
 
 # Files a linear (base-less) merge takes from the first branch, so the donor is deterministic
 # (mergekit picks one from a set otherwise).

@@ -21,7 +21,7 @@ from mot_plugin.builtin.axolotl_branch import BRANCH_ENV, branch_command, branch
 from mot_plugin.hookspecs import hookimpl
 from mot_plugin.process import StepFailed, run_logged
 from mot_plugin.recipe import Recipe, RecipeError
-from mot_plugin.specs import Step
+from mot_plugin.steps import Step
 
 PASSED_ENV = ("PYTHONPATH", "HF_HOME", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE",
               "AXOLOTL_DO_NOT_TRACK", "WANDB_MODE", "WANDB_DISABLED")

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
+from mot_plugin.atomic import write_json
 from mot_plugin.hookspecs import hookimpl
 from mot_plugin.recipe import Recipe
 
@@ -14,7 +14,4 @@ from mot_plugin.recipe import Recipe
 def mot_round_end(recipe: Recipe, round: int, student: Path, results: dict[str, dict[str, Any]]) -> None:
     """Write `round-NN/summary.json`: the merged student and every step's result."""
     summary = {"round": round, "student": str(student), "steps": results}
-    path = student.parent / "summary.json"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(summary, indent=2))
-    tmp.replace(path)
+    write_json(student.parent / "summary.json", summary)

@@ -27,7 +27,7 @@ from mot_plugin.builtin.axolotl_branch import BRANCH_ENV, branch_command, branch
 from mot_plugin.hookspecs import hookimpl
 from mot_plugin.process import StepFailed
 from mot_plugin.recipe import Recipe, RecipeError
-from mot_plugin.specs import Step
+from mot_plugin.steps import Step
 
 SCRIPT_FILE = "job.sh"
 EXIT_FILE = "job.exitcode"

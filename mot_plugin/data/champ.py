@@ -18,7 +18,7 @@ from pathlib import Path
 
 from mot_plugin.data.output import PartialFiles, check_output
 from mot_plugin.data.rows import DataError
-from mot_plugin.evaluate import gold_answer
+from mot_plugin.grading import gold_answer
 
 TEACHERS = {"GPT-3.5": "gpt35", "GPT-4": "gpt4", "GPT-4 Turbo": "gpt4t", "PaLM 2 Medium": "palm2m"}
 CONVERSATION = "0-Shot"

@@ -21,7 +21,7 @@ from pathlib import Path
 from mot_plugin.data.contamination import DEFAULT_NGRAM, EvalNgrams
 from mot_plugin.data.output import PartialFiles, check_output
 from mot_plugin.data.rows import prompt_key, prompt_text, read_chat_rows, response_text
-from mot_plugin.evaluate import answers_match, extract_answer, gold_answer
+from mot_plugin.grading import answers_match, extract_answer, gold_answer
 
 REPORTED = ("written", "kept", "wrong", "unparsable", "gold_unparsable", "gold_missing", "duplicate",
             "duplicate_prompt", "contaminated", "eval_overlap", "not_aligned")

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import click
 
-from mot_plugin.atomic import write_json
+from mot_plugin.atomic import atomic_file, write_json
 from mot_plugin.data.output import check_output
 from mot_plugin.datahash import provenance_path
-from mot_plugin.errors import UserError
+from mot_plugin.errors import UserError, fail
 from mot_plugin.jsonl import read_jsonl
 
 
@@ -222,9 +222,8 @@ def _provenance(teacher: Teacher, prompts_path: Path, prompts: list[dict], cache
 
 
 def _write_output(path: Path, prompts: list[dict], cache: dict, samples: int) -> None:
-    """Write the teacher's chat_template rows to path via a temporary file and a rename."""
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
+    """Write the teacher's chat_template rows to path, complete or not at all."""
+    with atomic_file(path) as f:
         for p in prompts:
             for k in range(samples):
                 got = cache[(p["id"], k)]
@@ -233,7 +232,6 @@ def _write_output(path: Path, prompts: list[dict], cache: dict, samples: int) ->
                 row = {"id": p["id"], "messages": messages, **({"answer": p["answer"]} if "answer" in p else {}),
                        "sample": k, "finish_reason": got.get("finish_reason")}
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    tmp.replace(path)
 
 
 async def _generate_all(teachers, prompts, out_dir, settings):
@@ -277,11 +275,6 @@ def generate(prompts_path: Path, teachers: list[Teacher], out_dir: Path, setting
     return errors
 
 
-def _fail(message: str, code: int) -> None:
-    click.echo(f"mot: error: {message}", err=True)
-    sys.exit(code)
-
-
 @click.command("generate")
 @click.argument("prompts", type=click.Path(dir_okay=False))
 @click.option("--teacher", "teachers", multiple=True, required=True, metavar="NAME=URL[,model=M][,api_key_env=VAR]",
@@ -306,7 +299,7 @@ def generate_command(prompts: str, teachers: tuple[str, ...], out: str, force: b
     try:
         errors = generate(Path(prompts), parsed, Path(out), Settings(**options), echo=click.echo, force=force)
     except KeyboardInterrupt:
-        _fail(f"interrupted; finished samples are cached in {Path(out) / 'cache'}, rerun to resume", 130)
+        fail(f"interrupted; finished samples are cached in {Path(out) / 'cache'}, rerun to resume", 130)
     for error in errors:
         click.echo(f"mot: error: {error}", err=True)
     if errors:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from mot_plugin.data.filter import correctness
 from mot_plugin.data.rows import DataError, prompt_key, read_chat_rows, response_text
-from mot_plugin.evaluate import answers_match, extract_answer
+from mot_plugin.grading import answers_match, extract_answer
 
 _BATCH = 256
 
