@@ -5,7 +5,6 @@ asks)."""
 from __future__ import annotations
 
 import copy
-import json
 import os
 import queue
 import socket
@@ -17,6 +16,7 @@ from mot_plugin.axolotl_config import own_keys
 from mot_plugin.hookspecs import hookimpl
 from mot_plugin.process import StepFailed, python_command, run_logged, warm_dir
 from mot_plugin.recipe import Recipe
+from mot_plugin.results import BranchResult, PrepareResult
 from mot_plugin.steps import RESULT_FILE, BranchSpec, Step
 
 IN_BRANCH_PLUGIN = "mot_plugin.axolotl_plugin.MotBranchPlugin"
@@ -56,12 +56,12 @@ def branch_command(recipe: Recipe, step: Step, port: int) -> list[str]:
                           "--main_process_port", str(port), "-m", *train)
 
 
-def branch_result(step: Step) -> dict[str, Any]:
+def branch_result(step: Step) -> BranchResult:
     """What the in-branch plugin wrote when training finished."""
     result_file = step.output_dir / RESULT_FILE
     if not result_file.is_file():
         raise StepFailed(f"{step.id} wrote no {RESULT_FILE} (was {IN_BRANCH_PLUGIN} loaded?); see {step.log_path}")
-    return json.loads(result_file.read_text())
+    return BranchResult.model_validate_json(result_file.read_text())
 
 
 _slots: dict[int, queue.Queue[int]] = {}
@@ -85,7 +85,7 @@ def _slot(parallel: int) -> Iterator[int]:
 
 
 @hookimpl(trylast=True)
-def mot_run_branch(recipe: Recipe, step: Step) -> dict[str, Any] | None:
+def mot_run_branch(recipe: Recipe, step: Step) -> BranchResult | None:
     """The local launcher: the branch runs on this machine, in a slot of its own."""
     launch = recipe.mot.launch
     if launch.launcher != "local":
@@ -107,10 +107,10 @@ def mot_run_branch(recipe: Recipe, step: Step) -> dict[str, Any] | None:
 
 
 @hookimpl(trylast=True)
-def mot_prepare_data(recipe: Recipe, step: Step) -> dict[str, Any]:
+def mot_prepare_data(recipe: Recipe, step: Step) -> PrepareResult:
     """`python -m axolotl.cli.preprocess CONFIG` on this machine: the teacher's data, tokenized once."""
     run_logged(step.id, python_command("axolotl.cli.preprocess", str(step.config_path)), step.log_path,
                env=BRANCH_ENV, warm_in=warm_dir(recipe))
     if not step.output_dir.is_dir() or not any(step.output_dir.iterdir()):
         raise StepFailed(f"{step.id} left no prepared data in {step.output_dir}; see {step.log_path}")
-    return {"prepared": str(step.output_dir)}
+    return PrepareResult(prepared=str(step.output_dir))

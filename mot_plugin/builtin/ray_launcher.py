@@ -21,6 +21,7 @@ from mot_plugin.builtin.axolotl_branch import BRANCH_ENV, branch_command, branch
 from mot_plugin.hookspecs import hookimpl
 from mot_plugin.process import StepFailed, run_logged
 from mot_plugin.recipe import Recipe, RecipeError
+from mot_plugin.results import BranchResult
 from mot_plugin.steps import Step
 
 PASSED_ENV = ("PYTHONPATH", "HF_HOME", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE",
@@ -80,7 +81,7 @@ def _attempt(step: Step, task_id: str) -> int:
     return previous.get("attempt", 0) + 1 if previous.get("task_id") == task_id else 1
 
 
-def run_branch_task(recipe: Recipe, step: Step) -> dict[str, Any]:
+def run_branch_task(recipe: Recipe, step: Step) -> BranchResult:
     """The Ray task: record where it runs, start clean, train, return the branch's result."""
     import ray
 
@@ -100,7 +101,7 @@ def run_branch_task(recipe: Recipe, step: Step) -> dict[str, Any]:
 
 
 @hookimpl
-def mot_run_branch(recipe: Recipe, step: Step) -> dict[str, Any] | None:
+def mot_run_branch(recipe: Recipe, step: Step) -> BranchResult | None:
     """The branch as a Ray task with `launch.ray`'s resources; blocks this runner thread until it ends."""
     if not _uses_ray(recipe):
         return None

@@ -27,6 +27,7 @@ from mot_plugin.builtin.axolotl_branch import BRANCH_ENV, branch_command, branch
 from mot_plugin.hookspecs import hookimpl
 from mot_plugin.process import StepFailed
 from mot_plugin.recipe import Recipe, RecipeError
+from mot_plugin.results import BranchResult
 from mot_plugin.steps import Step
 
 SCRIPT_FILE = "job.sh"
@@ -236,7 +237,7 @@ def wait(recipe: Recipe, step: Step, job_id: str, where: dict[str, Any]) -> None
         time.sleep(poll)
 
 
-def outcome(step: Step, job_id: str) -> dict[str, Any]:
+def outcome(step: Step, job_id: str) -> BranchResult:
     """The branch's result, or `StepFailed` naming the job, how it ended and its log."""
     try:
         code = _exit_path(step).read_text().strip()
@@ -259,7 +260,7 @@ def outcome(step: Step, job_id: str) -> dict[str, Any]:
 
 
 @hookimpl
-def mot_run_branch(recipe: Recipe, step: Step) -> dict[str, Any] | None:
+def mot_run_branch(recipe: Recipe, step: Step) -> BranchResult | None:
     """The Slurm launcher: the branch is one `sbatch` job; wait for it, then read its result."""
     if not _slurm(recipe):
         return None
