@@ -1,12 +1,13 @@
 """The Axolotl plugin that runs inside every MoT branch (listed under `plugins:` by the planner).
 
-It declares its keys through `get_input_args` (Axolotl drops undeclared keys), counts the
-non-padding tokens trained, and writes `mot_result.json` into the output directory once the final
-weights are saved. The runner reads that file; `mot status` shows it.
+It declares its keys through `get_input_args` (Axolotl drops undeclared keys), makes the final
+weights be saved in shards of `mot_shard_size`, counts the non-padding tokens trained, and writes
+`mot_result.json` into the output directory once the final weights are saved. The runner reads that file; `mot status` shows it.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -24,6 +25,9 @@ class MotBranchArgs(BaseModel):
 
     mot_step: str | None = None
     """The step id of this branch (`round-01/branch-<teacher>`)."""
+    mot_shard_size: int | None = None
+    """Largest safetensors file of the saved weights, in bytes (`mot.shard_size`; transformers' own
+    default is 50 GB, one file for most students)."""
     wandb_run_group: str | None = None
     """The W&B group of every branch of one MoT run. Axolotl exports each `wandb_*` key as an
     environment variable, and W&B reads `WANDB_RUN_GROUP`."""
@@ -58,6 +62,11 @@ class MotBranchPlugin(BasePlugin):
 
     def get_training_args(self, cfg) -> dict:
         return {"include_num_input_tokens_seen": "non_padding"}
+
+    def post_model_load(self, cfg, model) -> None:
+        # the Trainer saves the final weights with `model.save_pretrained(dir, state_dict=...)`
+        if cfg.mot_shard_size:
+            model.save_pretrained = functools.partial(model.save_pretrained, max_shard_size=cfg.mot_shard_size)
 
     def add_callbacks_post_trainer(self, cfg, trainer) -> list:
         return [self._callback]

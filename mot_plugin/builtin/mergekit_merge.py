@@ -1,5 +1,10 @@
 """Built-in merge plugin: mergekit configs checked against mergekit's own method registry, and
-`mergekit-yaml` (its module `mergekit.scripts.run_yaml`, warm or cold: see `mot_plugin.process.run_logged`).
+`mergekit-yaml` (run by this module's `main`, warm or cold: see `mot_plugin.process.run_logged`).
+
+Checkpoint I/O: mergekit streams tensors (each input is a memory-mapped safetensors file read tensor by
+tensor; what it holds is the output shard being filled, at most `mot.shard_size`), writes shards of
+`mot.shard_size` plus an index, in `out_dtype` (by default the dtype the branches train in), and
+computes on the GPU when torch sees one.
 
 mergekit ignores unknown keys silently, so every method name and parameter is checked here before
 anything runs. mergekit is imported lazily (it imports torch).
@@ -12,6 +17,7 @@ local student) in `--lora-merge-cache`, which mot puts next to the merge and del
 from __future__ import annotations
 
 import shutil
+import sys
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -31,6 +37,8 @@ ADAPTER_METHODS = ("linear", "task_arithmetic", "ties", "dare_ties", "dare_linea
 """Methods that merge adapter branches: each was run with `student+adapter` references of two LoRA
 adapters and gave finite full weights that keep untargeted tensors (tests/test_axolotl_recipes.py).
 slerp, nearswap and arcee_fusion merge the student with a single model, passthrough takes one model."""
+MERGE_MODULE = "mot_plugin.builtin.mergekit_merge"
+"""What a merge step runs: `python -m MERGE_MODULE MERGE_YAML OUT ...` (`main` below)."""
 LORA_CACHE = "lora-merge-cache"
 """mergekit's copies of the student with each adapter merged in, next to the merge's output."""
 
@@ -133,7 +141,7 @@ def mot_merge_config(recipe: Recipe, merge: MergeSpec) -> dict[str, Any]:
     if settings.parameters:
         config["parameters"] = dict(settings.parameters)
     config["dtype"] = settings.dtype
-    config["out_dtype"] = settings.out_dtype or settings.dtype
+    config["out_dtype"] = settings.out_dtype or recipe.train_dtype or settings.dtype
     return config
 
 
@@ -143,8 +151,8 @@ def mot_run_merge(recipe: Recipe, step: Step) -> dict[str, Any]:
     Adapters are merged into the student in the merge's dtype, in a cache deleted afterwards."""
     scratch = step.output_dir.with_name(step.output_dir.name + ".partial")
     remove_tree(scratch, recipe.run_dir)
-    cmd = python_command("mergekit.scripts.run_yaml", str(step.config_path), str(scratch),
-                         "--random-seed", str(recipe.mot.seed), "--quiet")
+    cmd = python_command(MERGE_MODULE, str(step.config_path), str(scratch), "--random-seed", str(recipe.mot.seed),
+                         "--out-shard-size", str(recipe.shard_bytes), "--quiet")
     cache = step.output_dir.with_name(LORA_CACHE)
     if any(branch.adapter for branch in step.spec.branches):
         cmd += ["--lora-merge-cache", str(cache), "--lora-merge-dtype", step.config["dtype"]]
@@ -164,3 +172,19 @@ def mot_run_merge(recipe: Recipe, step: Step) -> dict[str, Any]:
     scratch.rename(step.output_dir)
     return {"merged": str(step.output_dir), "method": step.config["merge_method"],
             "inputs": [m["model"] for m in step.config["models"]]}
+
+
+def main(argv: list[str]) -> None:
+    """`python -m mot_plugin.builtin.mergekit_merge MERGE_YAML OUT [OPTIONS]`: `mergekit-yaml` with these
+    arguments, plus `--cuda` when torch sees a GPU (the merge computes there, on the CPU otherwise)."""
+    import torch
+    from mergekit.scripts.run_yaml import main as mergekit_yaml
+
+    if torch.cuda.is_available() and "--cuda" not in argv:
+        argv = [*argv, "--cuda"]
+    print(f"mot: mergekit-yaml {' '.join(argv)}", flush=True)
+    mergekit_yaml(argv)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
