@@ -4,7 +4,7 @@ Writes K random llama-shaped checkpoints (bfloat16 safetensors, as bf16 branches
 shards of `--shard-size`) and measures, each in a fresh Python process that has imported torch,
 safetensors and mergekit before the clock starts (as a step in mot's warm executor has):
 
-- the I/O bound: read the K checkpoints (safetensors `load_file`, every shard) and write one
+- the I/O bound: read the K checkpoints (every shard's bytes, then safetensors `load`) and write one
   checkpoint of the same size (safetensors `save_file`, in shards of the same size);
 - the merge: `mot_plugin.builtin.mergekit_merge.main` (what a merge step runs) on the merge config
   mot writes for a bf16 recipe (linear, `dtype: float32`, `out_dtype: bfloat16`), K inputs, then
@@ -160,7 +160,7 @@ def child(kind: str, spec: dict) -> dict:
     """In a fresh process, imports done before the clock starts: the I/O bound or one merge."""
     import mergekit.scripts.run_yaml  # noqa: F401 - imported as the warm server has
     import torch  # noqa: F401
-    from safetensors.torch import load_file
+    from safetensors.torch import load
 
     from mot_plugin.builtin import mergekit_merge
 
@@ -173,8 +173,10 @@ def child(kind: str, spec: dict) -> dict:
         for model in inputs:
             tensors = {}
             for shard in sorted(model.glob("*.safetensors")):
-                read += shard.stat().st_size
-                tensors.update(load_file(shard))
+                data = shard.read_bytes()  # read(), not a memory map whose pages may never be touched
+                read += len(data)
+                tensors.update(load(data))
+                del data
         save_sharded(tensors, out, spec["shard_bytes"])
         (out / "config.json").write_bytes((inputs[-1] / "config.json").read_bytes())
     else:
@@ -245,7 +247,7 @@ def main() -> None:
         for i, model in enumerate(models):
             if not (model / "model.safetensors.index.json").is_file():
                 generate(model, layers, seed=i, shard_bytes=size_bytes(args.shard_size))
-        print(f"generated in {time.perf_counter() - started:.1f} s")
+        print(f"generated (or found) in {time.perf_counter() - started:.1f} s")
         results = {}
         io_out = work / "io-out"
         drop_cache(models)
@@ -259,7 +261,7 @@ def main() -> None:
             out = work / f"merged-{k}"
             shutil.rmtree(out, ignore_errors=True)
             argv = [str(config), str(out), "--random-seed", "42", "--out-shard-size", str(made["shard_bytes"]),
-                    "--quiet"]
+                    "--async-write", "--quiet"]  # as mot_plugin.builtin.mergekit_merge.mot_run_merge runs it
             drop_cache(models)
             results[f"merge-{k}"] = run_child("merge", {"inputs": [str(m) for m in models[:k]], "out": str(out),
                                                         "argv": argv})
