@@ -226,7 +226,7 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=4, help="checkpoints merged (default 4)")
     parser.add_argument("--gb", type=float, default=1.0, help="least size of each checkpoint in GB (default 1.0)")
     parser.add_argument("--shard-size", default="500MB", help="mot.shard_size of inputs and output (default 500MB)")
-    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--keep", action="store_true", help="keep the checkpoints (a later run with this --work reuses them)")
     args = parser.parse_args()
     import yaml
 
@@ -254,7 +254,7 @@ def main() -> None:
         results["io"] = run_child("io", {"inputs": [str(m) for m in models], "out": str(io_out),
                                          "shard_bytes": size_bytes(args.shard_size)})
         shutil.rmtree(io_out)
-        for k in (args.k, 2):
+        for k in dict.fromkeys((args.k, 2)):
             made = merge_config(models[:k], args.shard_size, work)
             config = work / f"merge-{k}.yaml"
             config.write_text(yaml.safe_dump(made["config"], sort_keys=False))
@@ -270,8 +270,11 @@ def main() -> None:
             shutil.rmtree(out)
         report(results, args.k)
     finally:
-        if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
+        if not args.keep:  # what this script wrote; a --work directory itself stays
+            for path in [*work.glob("branch-*"), *work.glob("merge-*.yaml"), *work.glob("merged-*"), work / "io-out"]:
+                shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+            if not args.work:
+                work.rmdir()
 
 
 def check_mean(models: list[Path], merged: Path) -> None:

@@ -65,8 +65,8 @@ def test_bf16_branches_and_merges_are_half_the_bytes(toy, tmp_path):
 
 
 @pytest.mark.parametrize("axolotl, dtype", [
-    ({"bf16": False, "fp16": False}, "float32"), ({"bf16": True}, "bfloat16"), ({"fp16": True, "bf16": False}, "float16"),
-    ({"bf16": "auto"}, None), ({}, None),
+    ({"bf16": False, "fp16": False}, "float32"), ({"bf16": True}, "bfloat16"),
+    ({"fp16": True, "bf16": False}, "float16"), ({"bf16": "auto"}, None), ({}, None),
 ])
 def test_train_dtype(toy, tmp_path, axolotl, dtype):
     data = recipe_data(toy, tmp_path / "run")
