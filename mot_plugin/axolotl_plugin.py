@@ -98,8 +98,9 @@ class MotBranchPlugin(BasePlugin):
         return None
 
     def post_model_load(self, cfg, model) -> None:
-        # the Trainer saves the final weights with `model.save_pretrained(dir, state_dict=...)`
-        if cfg.mot_shard_size:
+        # the Trainer saves the final weights with `model.save_pretrained(dir, state_dict=...)`; an
+        # adapter (a PeftModel's save_pretrained) is small and saved as PEFT saves it
+        if cfg.mot_shard_size and not cfg.adapter:
             model.save_pretrained = functools.partial(model.save_pretrained, max_shard_size=cfg.mot_shard_size)
 
     def add_callbacks_post_trainer(self, cfg, trainer) -> list:
