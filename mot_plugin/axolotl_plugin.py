@@ -1,12 +1,14 @@
 """The Axolotl plugin that runs inside every MoT branch (listed under `plugins:` by the planner).
 
-It declares its keys through `get_input_args` (Axolotl drops undeclared keys), counts the
-non-padding tokens trained, and writes `mot_result.json` into the output directory once the final
-weights are saved. The runner reads that file; `mot status` shows it.
+It declares its keys through `get_input_args` (Axolotl drops undeclared keys), has the final
+weights saved in shards of `mot_shard_size`, saves small tokenized data without a spawned process
+pool, counts the non-padding tokens trained, and writes `mot_result.json` into the output directory
+once the final weights are saved. The runner reads that file; `mot status` shows it.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from pathlib import Path
@@ -25,6 +27,9 @@ class MotBranchArgs(BaseModel):
 
     mot_step: str | None = None
     """The step id of this branch (`round-01/branch-<teacher>`)."""
+    mot_shard_size: int | None = None
+    """Largest safetensors file of the saved weights, in bytes (`mot.shard_size`; transformers' own
+    default is 50 GB, one file for most students)."""
     wandb_run_group: str | None = None
     """The W&B group of every branch of one MoT run. Axolotl exports each `wandb_*` key as an
     environment variable, and W&B reads `WANDB_RUN_GROUP`."""
@@ -45,6 +50,34 @@ class _TrainerState(TrainerCallback):
         self.train_seconds = time.time() - self.started
 
 
+SMALL_DATA_BYTES = 1 << 30
+"""Tokenized data smaller than this is saved in the step's own process (see `save_small_data_in_process`)."""
+
+
+def save_small_data_in_process() -> None:
+    """Make `datasets.Dataset.save_to_disk` ignore `num_proc` below SMALL_DATA_BYTES.
+
+    datasets 4 saves with a pool of *spawned* processes whenever `num_proc` is given, and Axolotl always
+    gives one (a process per 256 rows, at least one). Each spawned worker starts Python and imports the
+    step's main module (`axolotl.cli.preprocess` or `.train`: torch, transformers, Axolotl), 15-45 s on
+    2 cores, to write a few MB: most of a `prepare/<teacher>` step's time, and `dataset_num_proc: 1`
+    does not avoid it."""
+    from datasets import Dataset
+
+    original = Dataset.save_to_disk
+    if getattr(original, "mot_in_process", False):
+        return
+
+    @functools.wraps(original)
+    def save_to_disk(self, dataset_path, *args, num_proc=None, **kwargs):
+        if num_proc is not None and self.data.nbytes < SMALL_DATA_BYTES:
+            num_proc = None
+        return original(self, dataset_path, *args, num_proc=num_proc, **kwargs)
+
+    save_to_disk.mot_in_process = True
+    Dataset.save_to_disk = save_to_disk
+
+
 class MotBranchPlugin(BasePlugin):
     """Records the branch's result (steps, final train loss, tokens trained, runtime, the loss at every
     logged step)."""
@@ -59,6 +92,17 @@ class MotBranchPlugin(BasePlugin):
 
     def get_training_args(self, cfg) -> dict:
         return {"include_num_input_tokens_seen": "non_padding"}
+
+    def load_datasets(self, cfg, preprocess: bool = False):
+        # called by `axolotl preprocess` and `axolotl train` before they tokenize; None: Axolotl loads them
+        save_small_data_in_process()
+        return None
+
+    def post_model_load(self, cfg, model) -> None:
+        # the Trainer saves the final weights with `model.save_pretrained(dir, state_dict=...)`; an
+        # adapter (a PeftModel's save_pretrained) is small and saved as PEFT saves it
+        if cfg.mot_shard_size and not cfg.adapter:
+            model.save_pretrained = functools.partial(model.save_pretrained, max_shard_size=cfg.mot_shard_size)
 
     def add_callbacks_post_trainer(self, cfg, trainer) -> list:
         return [self._callback]

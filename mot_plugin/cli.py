@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from mot_plugin import adapters
+from mot_plugin import adapters, checkpoint_io
 from mot_plugin.axolotl_config import check_branch_configs, notes
 from mot_plugin.data.cli import data
 from mot_plugin.diagnostics import summary
@@ -155,6 +155,8 @@ def _print_plan(the_plan: Plan) -> None:
     for step in the_plan.steps:
         click.echo(f"  {step.id:<32} {step_state(step):<8} {step.config_path}")
     click.echo(f"  disk: {_disk(the_plan)}")
+    for line in checkpoint_io.describe(the_plan):
+        click.echo(f"  {line}")
     if mot.launch.launcher == "slurm":
         from mot_plugin.builtin.slurm_launcher import job_env, job_script
 

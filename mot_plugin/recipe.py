@@ -33,7 +33,10 @@ Line = Annotated[str, Field(pattern=LINE)]
 """A string without control characters (no newline can break out of a script or a comment line)."""
 Module = Annotated[str, Field(pattern=MODULE)]
 """A Python module name (`pkg.module`)."""
-PATTERN_MESSAGES = {LINE: "holds a newline or another control character", MODULE: "not a Python module name"}
+SIZE = r"^\d+ ?([KMG]i?B)?$"
+"""A size in bytes, as transformers' `max_shard_size` reads it: `5GB` (10^9), `2GiB` (2^30), `1000`."""
+PATTERN_MESSAGES = {LINE: "holds a newline or another control character", MODULE: "not a Python module name",
+                    SIZE: "not a size such as 5GB, 500MB, 2GiB or a number of bytes"}
 DTYPES = Literal["float32", "float16", "bfloat16", "float64"]
 """The dtypes mergekit computes and saves in."""
 HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9_.-]+")
@@ -89,7 +92,8 @@ class Merge(_Strict):
     dtype: DTYPES = "float32"
     """The dtype mergekit computes in."""
     out_dtype: DTYPES | None = None
-    """The dtype of the merged weights (default: `dtype`). Use `bfloat16` for large students."""
+    """The dtype of the merged weights (default: the dtype the branches train in, `bf16: true` ->
+    `bfloat16`, `fp16: true` -> `float16`; else `dtype`)."""
     base_model: Literal["auto", "student", "none"] = "auto"
     """`student`: the round's student is mergekit's `base_model` (task_arithmetic, ties, ...);
     `none`: no base model (linear); `auto`: whatever the method requires."""
@@ -195,6 +199,9 @@ class MotConfig(_Strict):
     keep_branches: bool = False
     """Keep every branch's weights; by default a branch's weights are deleted once every step that
     reads them (its merge, its evaluation) has finished."""
+    shard_size: Annotated[str, Field(pattern=SIZE)] | Annotated[int, Field(ge=1)] = "5GB"
+    """Largest safetensors file of a branch's or a merge's weights (`5GB`, `500MB`, `2GiB` or bytes);
+    bigger checkpoints are written as several shards and an index."""
 
     @field_validator("teachers")
     @classmethod
@@ -243,9 +250,35 @@ class Recipe:
         """`lora` or `qlora` when branches train adapters (Axolotl `adapter`); None for full fine-tunes."""
         return self.axolotl.get("adapter") or None
 
+    @property
+    def train_dtype(self) -> str | None:
+        """The dtype branches train and save in when the recipe says so (`bf16: true` -> `bfloat16`,
+        `fp16: true` -> `float16`, both false -> `float32`); None when Axolotl picks (`bf16: auto`)."""
+        bf16, fp16 = self.axolotl.get("bf16"), self.axolotl.get("fp16")
+        if bf16 is True or self.axolotl.get("bfloat16") is True:
+            return "bfloat16"
+        if fp16 is True or self.axolotl.get("float16") is True:
+            return "float16"
+        return "float32" if bf16 is False and not fp16 else None
+
+    @property
+    def shard_bytes(self) -> int:
+        """`mot.shard_size` in bytes."""
+        return size_bytes(self.mot.shard_size)
+
     def to_dict(self) -> dict[str, Any]:
         """The recipe as YAML-ready data (what `recipe.yaml` in the run directory holds)."""
         return {**self.axolotl, "mot": self.mot.model_dump(mode="json")}
+
+
+def size_bytes(size: str | int) -> int:
+    """`5GB` -> 5 * 10**9, `2GiB` -> 2 * 2**30, `1000` -> 1000 (see `SIZE`)."""
+    if isinstance(size, int):
+        return size
+    number, unit = re.fullmatch(r"(\d+) ?([KMG]i?B)?", size).groups()
+    if not unit:
+        return int(number)
+    return int(number) * (1024 if "i" in unit else 1000) ** ("KMG".index(unit[0]) + 1)
 
 
 SEED_DIR = "seed-{}"

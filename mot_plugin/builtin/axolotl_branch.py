@@ -41,6 +41,7 @@ def mot_branch_config(recipe: Recipe, branch: BranchSpec) -> dict[str, Any]:
         save_strategy="no",
         plugins=[*plugins, IN_BRANCH_PLUGIN],
         mot_step=branch.step_id,
+        mot_shard_size=recipe.shard_bytes,
     )
     return own_keys(config, recipe, branch)
 

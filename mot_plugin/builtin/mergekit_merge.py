@@ -1,5 +1,11 @@
 """Built-in merge plugin: mergekit configs checked against mergekit's own method registry, and
-`mergekit-yaml` (its module `mergekit.scripts.run_yaml`, warm or cold: see `mot_plugin.process.run_logged`).
+`mergekit-yaml` (run by this module's `main`, warm or cold: see `mot_plugin.process.run_logged`).
+
+Checkpoint I/O: mergekit streams tensors (each input is a memory-mapped safetensors file, read tensor
+by tensor); it holds the inputs of the weight being merged and output shards of `mot.shard_size` until
+a background thread has written them (`--async-write`); it writes shards of `mot.shard_size` plus an
+index, in `out_dtype` (by default the dtype the branches train in), computing on the GPU when torch
+sees one.
 
 mergekit ignores unknown keys silently, so every method name and parameter is checked here before
 anything runs. mergekit is imported lazily (it imports torch).
@@ -11,7 +17,10 @@ local student) in `--lora-merge-cache`, which mot puts next to the merge and del
 
 from __future__ import annotations
 
+import os
 import shutil
+import sys
+import threading
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -32,6 +41,8 @@ ADAPTER_METHODS = ("linear", "task_arithmetic", "ties", "dare_ties", "dare_linea
 """Methods that merge adapter branches: each was run with `student+adapter` references of two LoRA
 adapters and gave finite full weights that keep untargeted tensors (tests/test_axolotl_recipes.py).
 slerp, nearswap and arcee_fusion merge the student with a single model, passthrough takes one model."""
+MERGE_MODULE = "mot_plugin.builtin.mergekit_merge"
+"""What a merge step runs: `python -m MERGE_MODULE MERGE_YAML OUT ...` (`main` below)."""
 LORA_CACHE = "lora-merge-cache"
 """mergekit's copies of the student with each adapter merged in, next to the merge's output."""
 
@@ -134,7 +145,7 @@ def mot_merge_config(recipe: Recipe, merge: MergeSpec) -> dict[str, Any]:
     if settings.parameters:
         config["parameters"] = dict(settings.parameters)
     config["dtype"] = settings.dtype
-    config["out_dtype"] = settings.out_dtype or settings.dtype
+    config["out_dtype"] = settings.out_dtype or recipe.train_dtype or settings.dtype
     return config
 
 
@@ -144,8 +155,8 @@ def mot_run_merge(recipe: Recipe, step: Step) -> MergeResult:
     Adapters are merged into the student in the merge's dtype, in a cache deleted afterwards."""
     scratch = step.output_dir.with_name(step.output_dir.name + ".partial")
     remove_tree(scratch, recipe.run_dir)
-    cmd = python_command("mergekit.scripts.run_yaml", str(step.config_path), str(scratch),
-                         "--random-seed", str(recipe.mot.seed), "--quiet")
+    cmd = python_command(MERGE_MODULE, str(step.config_path), str(scratch), "--random-seed", str(recipe.mot.seed),
+                         "--out-shard-size", str(recipe.shard_bytes), "--async-write", "--quiet")
     cache = step.output_dir.with_name(LORA_CACHE)
     if any(branch.adapter for branch in step.spec.branches):
         cmd += ["--lora-merge-cache", str(cache), "--lora-merge-dtype", step.config["dtype"]]
@@ -165,3 +176,45 @@ def mot_run_merge(recipe: Recipe, step: Step) -> MergeResult:
     scratch.rename(step.output_dir)
     return MergeResult(merged=str(step.output_dir), method=step.config["merge_method"],
                        inputs=[m["model"] for m in step.config["models"]])
+
+
+
+def main(argv: list[str]) -> None:
+    """`python -m mot_plugin.builtin.mergekit_merge MERGE_YAML OUT [OPTIONS]`: `mergekit-yaml` with these
+    arguments, plus `--cuda` when torch sees a GPU (the merge computes there, on the CPU otherwise)."""
+    import torch
+    from mergekit.scripts.run_yaml import main as mergekit_yaml
+
+    if torch.cuda.is_available() and "--cuda" not in argv:
+        argv = [*argv, "--cuda"]
+    print(f"mot: mergekit-yaml {' '.join(argv)}", flush=True)
+    threading.Thread(target=read_ahead, args=(Path(argv[0]),), daemon=True).start()
+    mergekit_yaml(argv)
+
+
+def read_ahead(config_path: Path) -> None:
+    """Ask the kernel to read the merge's input files into the page cache (`posix_fadvise` WILLNEED,
+    shard by shard in the order mergekit reads them), while mergekit merges: it then finds its memory
+    maps' pages there instead of faulting them in one by one. Skipped when the inputs would fill more
+    than half the available memory (their pages would be evicted before mergekit reads them)."""
+    import yaml
+
+    config = yaml.safe_load(config_path.read_text())
+    models = [m["model"] for m in config.get("models") or []] + [config["base_model"]] * ("base_model" in config)
+    shards = [sorted(Path(m.split("+")[0]).glob("*.safetensors")) for m in models]
+    total = sum(f.stat().st_size for files in shards for f in files)
+    meminfo = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
+    if total > int(meminfo["MemAvailable"].split()[0]) * 1024 // 2:
+        return
+    for i in range(max(map(len, shards), default=0)):
+        for files in shards:
+            if i < len(files):
+                fd = os.open(files[i], os.O_RDONLY)
+                try:
+                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+                finally:
+                    os.close(fd)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
