@@ -105,7 +105,7 @@ def _front_matter(plan: Plan, metrics: dict, paths: Paths, name: str, results: l
 
 def merge_steps(plan: Plan) -> list[Step]:
     """Every MoT round's merge, in round order."""
-    return [s for s in plan.steps if s.kind == "merge" and s.round > 0]
+    return [s for s in plan.steps if s.kind == "merge" and s.baseline is None]
 
 
 def _branch_rows(plan: Plan, merge: Step, metrics: dict) -> list[str]:

@@ -19,6 +19,7 @@ from mot_plugin.planner import Plan, human_bytes, plan_run, weights_bytes
 from mot_plugin.plugins import plugin_manager
 from mot_plugin.process import StepFailed
 from mot_plugin.recipe import RecipeError, load_recipe, model_problem, seed_run_dirs, with_seed
+from mot_plugin.registry import Registry, collect
 from mot_plugin.rundir import RECIPE_HEADER, check_paths, run_lock, status_rows, step_state, write_configs
 from mot_plugin.runner import run_plan
 
@@ -101,14 +102,14 @@ def plan(recipe: str, seeds: tuple[int, ...], preview: bool) -> None:
     if preview:
         _preview(recipe)
         return
-    plans, _ = _plans(recipe, seeds)
+    plans, pm = _plans(recipe, seeds)
     for the_plan in plans:
         check_paths(the_plan)
     for the_plan in plans:
         with run_lock(the_plan.recipe.run_dir):  # never rewrite the configs of a running run
             write_configs(the_plan)
     for the_plan in plans:
-        _print_plan(the_plan)
+        _print_plan(the_plan, collect(pm.hook))
     click.echo(f"Wrote {sum(len(p.steps) for p in plans)} step configs and recipe.yaml; nothing was run. "
                f"Next: {_run_command(recipe, seeds)}")
 
@@ -128,7 +129,7 @@ def _preview(recipe_path: str) -> None:
         the_plan = plan_run(recipe, pm.hook)
     except RecipeError as err:
         fail(str(err) if str(err).startswith(recipe_path) else f"{recipe_path}: {err}", 2)
-    _print_plan(the_plan)
+    _print_plan(the_plan, collect(pm.hook))
     for line in notes:
         click.echo(line)
     click.echo("Inputs:")
@@ -144,22 +145,21 @@ def _preview(recipe_path: str) -> None:
                f"`mot plan {recipe_path}`.")
 
 
-def _print_plan(the_plan: Plan) -> None:
+def _print_plan(the_plan: Plan, registry: Registry) -> None:
     mot = the_plan.recipe.mot
     click.echo(f"Plan for {the_plan.recipe.run_dir}")
     click.echo(f"  {len(mot.teachers)} teachers x {mot.rounds} rounds x {mot.steps_per_round} steps = "
-               f"{the_plan.branch_steps} branch-steps; merge: {mot.merge.method}")
+               f"{the_plan.branch_steps} branch-steps; merge: {mot.merge.method} ({mot.merge.executor}); "
+               f"launcher: {mot.launch.launcher}")
     click.echo(f"  branches: {adapters.describe(the_plan.recipe)}")
     for step in the_plan.steps:
         click.echo(f"  {step.id:<32} {step_state(step):<8} {step.config_path}")
     click.echo(f"  disk: {_disk(the_plan)}")
-    if mot.launch.launcher == "slurm":
-        from mot_plugin.builtin.slurm_launcher import job_env, job_script
-
+    launcher, settings = registry.launcher(the_plan.recipe)
+    if launcher.describe is not None:
         first = next(s for s in the_plan.steps if s.kind == "branch")
-        click.echo(f"  job script of {first.id} (every branch's differs only in its paths):")
-        for line in job_script(the_plan.recipe, first, Path.cwd(), job_env()).splitlines():
-            click.echo(f"    {line}")
+        for line in launcher.describe(the_plan.recipe, first, settings):
+            click.echo(f"  {line}")
 
 
 def _disk(the_plan: Plan) -> str:

@@ -101,7 +101,7 @@ def _generate_vllm(model_dir, prompts, *, n, batch_size, max_new_tokens, tempera
 
 
 def evaluate(model_dir, eval_file, *, n=1, limit=None, batch_size=16, max_new_tokens=128, temperature=0.0,
-             device=None, seed=0, backend="transformers", samples_path: Path | None = None) -> dict:
+             device=None, seed=0, generator=None, samples_path: Path | None = None) -> dict:
     """Accuracy of the model in model_dir on eval_file (the first `limit` problems), n samples each.
 
     Returns accuracy (mean over problems of the fraction of correct samples), accuracy_std
@@ -109,6 +109,7 @@ def evaluate(model_dir, eval_file, *, n=1, limit=None, batch_size=16, max_new_to
     (samples per problem), mean_response_tokens (generated tokens, EOS included), unextracted
     (responses with no extractable answer) and seconds (wall time of the whole evaluation).
     With `samples_path`, every response is written there as JSON lines with its extracted answer and verdict.
+    `generator` (default: transformers) is an eval backend's `generate` with its settings bound.
     """
     t0 = time.perf_counter()
     rows = load_eval_file(eval_file)
@@ -116,7 +117,7 @@ def evaluate(model_dir, eval_file, *, n=1, limit=None, batch_size=16, max_new_to
         rows = rows[:limit]
     if not rows:
         raise ValueError("limit leaves no problems to evaluate")
-    generator = _generate_vllm if backend == "vllm" else _generate
+    generator = generator or _generate
     texts, counts = generator(model_dir, [r["prompt"] for r in rows], n=n, batch_size=batch_size,
                               max_new_tokens=max_new_tokens, temperature=temperature, device=device, seed=seed)
     correct, unextracted, samples = [], 0, []
@@ -150,6 +151,20 @@ def evaluate(model_dir, eval_file, *, n=1, limit=None, batch_size=16, max_new_to
 # ---------------------------------------------------------------- entry points
 
 
+def backend_generator(settings: dict):
+    """The `generate` of the eval backend `settings` name (`backend`, default transformers), from the
+    registry of the built-ins, the installed plugins and the recipe's `plugins`, with its settings bound."""
+    from functools import partial
+
+    from mot_plugin.plugins import plugin_manager
+    from mot_plugin.registry import EvalBackend, collect, validated
+
+    registry = collect(plugin_manager(settings.get("plugins", ())).hook)
+    backend = registry.get(EvalBackend, settings.get("backend", "transformers"), "eval.backend")
+    options = validated(backend.settings, settings.get(backend.name), f"eval.{backend.name}")
+    return partial(backend.generate, settings=options)
+
+
 def run_eval(settings: dict, out_dir: Path | None = None) -> dict:
     """Evaluate as `settings` say (`model`, `data` and the `mot.eval` fields); with `out_dir`, write
     `samples.jsonl` and `metrics.json` there. Greedy when `samples` is 1."""
@@ -158,7 +173,7 @@ def run_eval(settings: dict, out_dir: Path | None = None) -> dict:
         settings["model"], settings["data"], n=samples, limit=settings.get("limit"),
         batch_size=settings.get("batch_size", 16), max_new_tokens=settings.get("max_new_tokens", 256),
         temperature=settings.get("temperature", 0.7) if samples > 1 else 0.0,
-        backend=settings.get("backend", "transformers"),
+        generator=backend_generator(settings),
         samples_path=out_dir / "samples.jsonl" if out_dir else None,
     )
     if out_dir is not None:

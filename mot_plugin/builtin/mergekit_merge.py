@@ -1,4 +1,4 @@
-"""Built-in merge plugin: mergekit configs checked against mergekit's own method registry, and
+"""Built-in merge executor `mergekit` (`merge.executor: mergekit`, the default): mergekit configs checked against mergekit's own method registry, and
 `mergekit-yaml` (its module `mergekit.scripts.run_yaml`, warm or cold: see `mot_plugin.process.run_logged`).
 
 mergekit ignores unknown keys silently, so every method name and parameter is checked here before
@@ -20,6 +20,7 @@ from mot_plugin.atomic import remove_tree
 from mot_plugin.hookspecs import hookimpl
 from mot_plugin.process import python_command, run_logged, warm_dir
 from mot_plugin.recipe import Recipe, RecipeError
+from mot_plugin.registry import MergeExecutor
 from mot_plugin.steps import MergeSpec, Step
 
 # Files a linear (base-less) merge takes from the first branch, so the donor is deterministic
@@ -55,7 +56,11 @@ def uses_base_model(recipe: Recipe) -> bool:
 
 
 @hookimpl
-def mot_check_recipe(recipe: Recipe) -> None:
+def mot_register(register) -> None:
+    register(MergeExecutor("mergekit", config=merge_config, run=run_merge, check=check_merge))
+
+
+def check_merge(recipe: Recipe, settings: Any = None) -> None:
     """Method, parameters, per-teacher parameters and the number of inputs, as mergekit sees them."""
     merge = recipe.mot.merge
     spec = _method(merge.method).spec
@@ -113,8 +118,7 @@ RANGES = {"density": (0, 1)}
 """Parameters whose meaningful values mergekit does not check: a fraction of weights kept."""
 
 
-@hookimpl(trylast=True)
-def mot_merge_config(recipe: Recipe, merge: MergeSpec) -> dict[str, Any]:
+def merge_config(recipe: Recipe, merge: MergeSpec, settings: Any = None) -> dict[str, Any]:
     """A plain mergekit YAML: `mergekit-yaml merge.yaml OUT` reproduces the merge as it is (adapter
     branches, as `student+adapter` references, also need `--lora-merge-cache DIR`)."""
     settings = recipe.mot.merge
@@ -137,8 +141,7 @@ def mot_merge_config(recipe: Recipe, merge: MergeSpec) -> dict[str, Any]:
     return config
 
 
-@hookimpl(trylast=True)
-def mot_run_merge(recipe: Recipe, step: Step) -> dict[str, Any]:
+def run_merge(recipe: Recipe, step: Step, settings: Any = None) -> dict[str, Any]:
     """`mergekit-yaml merge.yaml OUT` into a scratch directory, renamed into place when complete.
     Adapters are merged into the student in the merge's dtype, in a cache deleted afterwards."""
     scratch = step.output_dir.with_name(step.output_dir.name + ".partial")
