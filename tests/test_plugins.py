@@ -20,7 +20,7 @@ from mot_plugin.plugins import ENTRY_POINT_GROUP, plugin_manager
 from mot_plugin.registry import Baseline, EvalBackend, Launcher, MergeExecutor, collect
 
 TESTS = Path(__file__).parent
-EXAMPLES = {"prefix_launcher": (Launcher, "prefix"), "mean_merge": (MergeExecutor, "mean"),
+EXAMPLES = {"pinned_launcher": (Launcher, "pinned"), "mean_merge": (MergeExecutor, "mean"),
             "subset_baseline": (Baseline, "subset"), "instruct_backend": (EvalBackend, "instruct")}
 
 
@@ -43,7 +43,7 @@ def installed(tmp_path, monkeypatch):
 def _recipe(toy, tmp_path, **changes):
     """Two teachers, one round; every example plugin selected by name."""
     mot = dict(rounds=1, steps=2, keep_branches=True,
-               launch={"launcher": "prefix", "prefix": {"command": ["nice", "-n", "5"]}},
+               launch={"launcher": "pinned", "pinned": {"devices": {"brief": "", "wordy": ""}, "default": ""}},
                merge={"executor": "mean", "mean": {"files_from": "student"}},
                baselines=[{"subset": {"teachers": ["wordy"], "steps": 2}}],
                eval={"data": str(toy["eval"]), "limit": 2, "max_new_tokens": 4, "backend": "instruct",
@@ -59,7 +59,7 @@ def test_examples_register_through_the_entry_point_group(installed):
     for module, (kind, name) in EXAMPLES.items():
         assert pm.get_plugin(module).__name__ == f"example_plugins.{module}"
         assert registry.entries[kind][name].name == name
-    assert sorted(registry.entries[Launcher]) == ["local", "prefix", "ray", "slurm"]
+    assert sorted(registry.entries[Launcher]) == ["local", "pinned", "ray", "slurm"]
     assert sorted(registry.entries[Baseline]) == ["oneshot", "single", "subset", "union"]
 
 
@@ -73,7 +73,7 @@ def test_a_recipe_selects_them_by_name(installed, toy, tmp_path):
     assert yaml.safe_load((run / "baselines/subset/axolotl.yaml").read_text())["max_steps"] == 2
     evaluation = yaml.safe_load((run / "eval/subset/eval.yaml").read_text())
     assert evaluation["backend"] == "instruct" and evaluation["instruct"] == {"text": " Answer:"}
-    assert "launcher: prefix" in result.output
+    assert "launcher: pinned" in result.output
 
 
 def test_the_backend_gets_its_settings(installed, monkeypatch):
@@ -87,9 +87,14 @@ def test_the_backend_gets_its_settings(installed, monkeypatch):
 
 
 BAD = [
-    ({"launch": {"launcher": "prefix", "prefix": {"command": ["nice"], "nicenes": 5}}}, "mot.launch.prefix.nicenes: unknown key"),
-    ({"launch": {"launcher": "prefix", "prefix": {"command": []}}}, "mot.launch.prefix.command: List should have at least 1"),
-    ({"launch": {"launcher": "prefx"}}, "mot.launch.launcher: unknown launcher 'prefx' (registered: local, prefix, ray, slurm)"),
+    ({"launch": {"launcher": "pinned", "pinned": {"devices": {"brief": "0"}, "defualt": "1"}}},
+     "mot.launch.pinned.defualt: unknown key"),
+    ({"launch": {"launcher": "pinned", "pinned": {"devices": {}}}}, "mot.launch.pinned.devices: Dictionary should have at least 1"),
+    ({"launch": {"launcher": "pinned", "pinned": {"devices": {"brief": "0"}}}},
+     "mot.launch.pinned.devices: no devices for teacher 'wordy' (or set a default)"),
+    ({"launch": {"launcher": "pinned", "pinned": {"devices": {"brif": "0"}, "default": "1"}}},
+     "mot.launch.pinned.devices.brif: no teacher of that name"),
+    ({"launch": {"launcher": "pined"}}, "mot.launch.launcher: unknown launcher 'pined' (registered: local, pinned, ray, slurm)"),
     ({"merge": {"executor": "mean", "mean": {"files_from": "nowhere"}}}, "mot.merge.mean.files_from: Input should be"),
     ({"merge": {"executor": "mean", "method": "ties", "parameters": {"density": 0.5}}},
      "mot.merge.method: the mean executor only averages (linear), not ties"),
@@ -114,15 +119,14 @@ def test_a_bad_plugin_setting_is_one_line_naming_the_key(installed, toy, tmp_pat
 
 @pytest.mark.slow
 def test_one_recipe_runs_all_four_examples(installed, toy, tmp_path):
-    """The real Axolotl trains behind the prefix launcher, the mean executor merges, the subset
+    """The real Axolotl trains through the pinned launcher, the mean executor merges, the subset
     baseline trains and is evaluated, every evaluation generates through the instruct backend."""
     result = CliRunner().invoke(main, ["run", str(_recipe(toy, tmp_path))])
     assert result.exit_code == 0, result.output
     run = tmp_path / "run"
     for teacher in ("brief", "wordy"):
         where = json.loads((run / f"round-01/branch-{teacher}/where.json").read_text())
-        assert where["launcher"] == "prefix" and where["command"][:3] == ["nice", "-n", "5"]
-        assert (run / f"round-01/branch-{teacher}/train.log").read_text().startswith("$ nice -n 5 ")
+        assert where["launcher"] == "pinned" and where["devices"] == ""
     branches = [load_file(run / f"round-01/branch-{t}/model/model.safetensors") for t in ("brief", "wordy")]
     merged = load_file(run / "round-01/merged/model.safetensors")
     assert all((merged[k] - (branches[0][k] + branches[1][k]) / 2).abs().max() < 1e-6 for k in merged)
