@@ -55,9 +55,9 @@ def _plans(recipe_path: str | Path, seeds: tuple[int, ...] = (), check_files: bo
     for one in [with_seed(recipe, seed) for seed in dict.fromkeys(seeds)] or [recipe]:
         try:
             pm.hook.mot_check_recipe(recipe=one)
+            plans.append(plan_run(one, pm.hook))  # a baseline may refuse its settings while it plans
         except RecipeError as err:
             raise RecipeError(str(err) if str(err).startswith(one.source) else f"{one.source}: {err}") from None
-        plans.append(plan_run(one, pm.hook))
     if check_files:
         found = [line for the_plan in plans for line in check_branch_configs(the_plan)]
         for line in dict.fromkeys([*notes(plans[0].recipe), *found]):

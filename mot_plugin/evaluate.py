@@ -153,14 +153,18 @@ def evaluate(model_dir, eval_file, *, n=1, limit=None, batch_size=16, max_new_to
 
 def backend_generator(settings: dict):
     """The `generate` of the eval backend `settings` name (`backend`, default transformers), from the
-    registry of the built-ins, the installed plugins and the recipe's `plugins`, with its settings bound."""
+    registry of the built-ins and installed plugins (and of the recipe's `plugins` when it is none of
+    theirs), with its settings bound."""
     from functools import partial
 
     from mot_plugin.plugins import plugin_manager
     from mot_plugin.registry import EvalBackend, collect, validated
 
-    registry = collect(plugin_manager(settings.get("plugins", ())).hook)
-    backend = registry.get(EvalBackend, settings.get("backend", "transformers"), "eval.backend")
+    name = settings.get("backend", "transformers")
+    registry = collect(plugin_manager().hook)
+    if name not in registry.entries[EvalBackend] and settings.get("plugins"):
+        registry = collect(plugin_manager(settings["plugins"]).hook)
+    backend = registry.get(EvalBackend, name, "eval.backend")
     options = validated(backend.settings, settings.get(backend.name), f"eval.{backend.name}")
     return partial(backend.generate, settings=options)
 

@@ -1,5 +1,6 @@
-"""A plugin for tests/test_hooks.py that records every hook call and registers a counting launcher
-and eval backend, so one fast run shows each hook and each registry's entry being called."""
+"""A plugin for tests/test_hooks.py that records every hook call and registers a counting entry of
+every kind (launcher, merge executor, baseline, eval backend), so one fast run shows each hook and
+each registry's entry being called."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import sys
 import fake_launcher
 from mot_plugin import hookspecs
 from mot_plugin.hookspecs import hookimpl
-from mot_plugin.registry import EvalBackend, Launcher
+from example_plugins import mean_merge, subset_baseline
+from mot_plugin.registry import Baseline, EvalBackend, Launcher, MergeExecutor
 
 CALLS: list[str] = []
 """Hook names and `<kind>:<name>` of registry entries, in the order they were called."""
@@ -35,6 +37,21 @@ def run_branch(recipe, step, settings):
     return fake_launcher.mot_run_branch(recipe, step)
 
 
+def merge_config(recipe, merge, settings):
+    CALLS.append("merge executor:counting")
+    return mean_merge.config(recipe, merge, mean_merge.MeanSettings())
+
+
+def merge_run(recipe, step, settings):
+    CALLS.append("merge executor:counting")
+    return mean_merge.run(recipe, step, mean_merge.MeanSettings())
+
+
+def plan_baseline(lineage, settings):
+    CALLS.append("baseline:counting")
+    subset_baseline.plan(lineage, settings)
+
+
 def generate(model_dir, prompts, settings, **options):
     CALLS.append("eval backend:counting")
     return [["#### 2"] * options["n"] for _ in prompts], [[3] * options["n"] for _ in prompts]
@@ -44,6 +61,8 @@ def generate(model_dir, prompts, settings, **options):
 def mot_register(register):
     CALLS.append("mot_register")
     register(Launcher("counting", run_branch=run_branch))
+    register(MergeExecutor("counting", config=merge_config, run=merge_run))
+    register(Baseline("counting", plan=plan_baseline, settings=subset_baseline.SubsetSettings))
     register(EvalBackend("counting", generate=generate))
 
 
