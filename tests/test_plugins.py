@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -74,6 +75,18 @@ def test_a_recipe_selects_them_by_name(installed, toy, tmp_path):
     evaluation = yaml.safe_load((run / "eval/subset/eval.yaml").read_text())
     assert evaluation["backend"] == "instruct" and evaluation["instruct"] == {"text": " Answer:"}
     assert "launcher: pinned" in result.output
+
+
+def test_the_doc_recipe_selects_them(installed, toy, tmp_path):
+    """docs/plugins.md's recipe block (its teachers r1 and qwq played by the toy's brief and wordy)."""
+    (block,) = [b for b in re.findall(r"```yaml\n(.*?)```", (TESTS.parent / "docs/plugins.md").read_text(), flags=re.S)
+                if "executor: mean" in b]
+    block = block.replace("r1", "brief").replace("qwq", "wordy").replace("data/eval.jsonl", str(toy["eval"]))
+    data = recipe_data(toy, tmp_path / "run")
+    data["mot"].update(yaml.safe_load(block)["mot"])
+    result = CliRunner().invoke(main, ["plan", str(write_recipe(tmp_path / "r.yaml", data))])
+    assert result.exit_code == 0, result.output
+    assert "baseline/subset" in result.output and "launcher: pinned" in result.output
 
 
 def test_the_backend_gets_its_settings(installed, monkeypatch):
