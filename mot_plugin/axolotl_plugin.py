@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from transformers import TrainerCallback
 
 from mot_plugin.atomic import write_json
+from mot_plugin.results import BranchResult
 from mot_plugin.steps import RESULT_FILE
 
 
@@ -70,14 +71,14 @@ class MotBranchPlugin(BasePlugin):
             return
         curve = [[entry["step"], entry["loss"]] for entry in state.log_history if "loss" in entry]
         summary = next((e for e in reversed(state.log_history) if "train_loss" in e), {})
-        result = {
-            "step": cfg.mot_step,
-            "steps": state.global_step,
-            "final_train_loss": curve[-1][1] if curve else None,
-            "mean_train_loss": summary.get("train_loss"),
-            "tokens_trained": int(state.num_input_tokens_seen),
-            "train_seconds": round(self._callback.train_seconds, 2),
-            "process_seconds": round(time.time() - self._process_start, 2),
-            "loss_curve": curve,
-        }
-        write_json(Path(cfg.output_dir) / RESULT_FILE, result)
+        result = BranchResult(
+            step=cfg.mot_step,
+            steps=state.global_step,
+            final_train_loss=curve[-1][1] if curve else None,
+            mean_train_loss=summary.get("train_loss"),
+            tokens_trained=int(state.num_input_tokens_seen),
+            train_seconds=round(self._callback.train_seconds, 2),
+            process_seconds=round(time.time() - self._process_start, 2),
+            loss_curve=curve,
+        )
+        write_json(Path(cfg.output_dir) / RESULT_FILE, result.model_dump(mode="json"))

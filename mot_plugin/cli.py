@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import sys
 from dataclasses import replace
@@ -18,11 +17,14 @@ from mot_plugin.errors import UserError, fail
 from mot_plugin.planner import Plan, human_bytes, plan_run, weights_bytes
 from mot_plugin.plugins import plugin_manager
 from mot_plugin.process import StepFailed
-from mot_plugin.recipe import RecipeError, load_recipe, model_problem, seed_run_dirs, with_seed
+from mot_plugin.recipe import Eval, RecipeError, load_recipe, model_problem, seed_run_dirs, with_seed
 from mot_plugin.registry import Registry, collect
 from mot_plugin.rundir import RECIPE_HEADER, check_paths, run_lock, status_rows, step_state, write_configs
 from mot_plugin.runner import run_plan
 
+
+EVAL_DEFAULTS = {name: field.default for name, field in Eval.model_fields.items()}
+"""`mot eval`'s defaults: the recipe's `mot.eval` defaults."""
 
 class _Refusing(click.Group):
     """The one place bad input is reported: a `UserError` or a usage error from any command becomes
@@ -235,12 +237,12 @@ def report(run_dirs: tuple[str, ...]) -> None:
 @main.command("eval")
 @click.argument("model", type=click.Path(file_okay=False, exists=True))
 @click.option("--data", required=True, type=click.Path(dir_okay=False), help="JSONL with prompt and answer per row.")
-@click.option("--samples", default=1, show_default=True, type=click.IntRange(min=1),
+@click.option("--samples", default=EVAL_DEFAULTS["samples"], show_default=True, type=click.IntRange(min=1),
               help="Samples per problem (1: greedy).")
-@click.option("--temperature", default=0.7, show_default=True, type=click.FloatRange(min=0, min_open=True),
-              help="Sampling temperature when samples > 1.")
-@click.option("--max-new-tokens", default=256, show_default=True, type=click.IntRange(min=1))
-@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1))
+@click.option("--temperature", default=EVAL_DEFAULTS["temperature"], show_default=True,
+              type=click.FloatRange(min=0, min_open=True), help="Sampling temperature when samples > 1.")
+@click.option("--max-new-tokens", default=EVAL_DEFAULTS["max_new_tokens"], show_default=True, type=click.IntRange(min=1))
+@click.option("--batch-size", default=EVAL_DEFAULTS["batch_size"], show_default=True, type=click.IntRange(min=1))
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first LIMIT problems.")
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Write samples.jsonl and metrics.json here.")
 def eval_(model: str, data: str, samples: int, temperature: float, max_new_tokens: int, batch_size: int,
@@ -256,7 +258,7 @@ def eval_(model: str, data: str, samples: int, temperature: float, max_new_token
     settings = {"model": model, "data": data, "samples": samples, "temperature": temperature,
                 "max_new_tokens": max_new_tokens, "batch_size": batch_size, "limit": limit}
     metrics = run_eval(settings, Path(out) if out else None)
-    click.echo(json.dumps(metrics, indent=2))
+    click.echo(metrics.model_dump_json(indent=2))
 
 
 @main.command()
@@ -264,33 +266,27 @@ def eval_(model: str, data: str, samples: int, temperature: float, max_new_token
 def status(run_dir: str) -> None:
     """What is done, running, failed or pending in RUN_DIR, with each step's result and log."""
     for row in status_rows(_run_dir_plan(run_dir)):
-        result = row["result"]
-        parts = [f"{row['step']:<32} {row['state']:<8}"]
-        if row["seconds"] is not None:
-            parts.append(f"{row['seconds']:>7.1f}s")
-        if result.get("accuracy") is not None:
-            parts.append(f"accuracy {100 * result['accuracy']:.1f}%, unextracted {result['unextracted']}")
-        if "steps" in result:
-            loss = result.get("final_train_loss")
-            parts.append(f"steps {result['steps']}, loss {'n/a' if loss is None else f'{loss:.4f}'}, "
-                         f"tokens {result['tokens_trained']}")
-        diagnostics = result.get("diagnostics")
+        parts = [f"{row.step:<32} {row.state:<8}"]
+        if row.seconds is not None:
+            parts.append(f"{row.seconds:>7.1f}s")
+        if row.result is not None and row.result.brief():
+            parts.append(row.result.brief())
+        diagnostics = getattr(row.result, "diagnostics", None)
         if diagnostics:
             parts.append(summary(diagnostics))
-        if row["state"] == "done" and row["where"].get("job_id"):
-            parts.append(f"{row['where'].get('launcher', '?')} job {row['where']['job_id']}")
-        if row["pruned"]:
+        if row.state == "done" and row.where.get("job_id"):
+            parts.append(f"{row.where.get('launcher', '?')} job {row.where['job_id']}")
+        if row.pruned:
             parts.append("weights deleted after merge")
-        if row["progress"]:
-            parts.append(f"step {row['progress'][0]}/{row['progress'][1]}")
-        if row["state"] in ("failed", "running"):
-            where = row["where"]
-            placed = ", ".join(f"{k} {v}" for k, v in where.items() if v is not None and k != "launcher")
-            if where:
-                parts.append(f"on {where.get('launcher', '?')}: {placed}")
-            parts.append(f"log {row['log']}")
-        if row["error"] and row["state"] == "failed":
-            parts.append(row["error"])
+        if row.progress:
+            parts.append(f"step {row.progress[0]}/{row.progress[1]}")
+        if row.state in ("failed", "running"):
+            placed = ", ".join(f"{k} {v}" for k, v in row.where.items() if v is not None and k != "launcher")
+            if row.where:
+                parts.append(f"on {row.where.get('launcher', '?')}: {placed}")
+            parts.append(f"log {row.log}")
+        if row.error and row.state == "failed":
+            parts.append(row.error)
         click.echo("  ".join(parts))
         for warning in (diagnostics or {}).get("warnings", []):
             click.echo(f"    warning: {warning}")

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from mot_plugin.atomic import write_json
 from mot_plugin.grading import EvalError, answers_match, extract_answer, load_eval_file
+from mot_plugin.recipe import Eval
+from mot_plugin.results import EvalMetrics
 
 
 # ---------------------------------------------------------------- generation
@@ -100,26 +102,20 @@ def _generate_vllm(model_dir, prompts, *, n, batch_size, max_new_tokens, tempera
     return ([[o.text for o in r.outputs] for r in results], [[len(o.token_ids) for o in r.outputs] for r in results])
 
 
-def evaluate(model_dir, eval_file, *, n=1, limit=None, batch_size=16, max_new_tokens=128, temperature=0.0,
-             device=None, seed=0, generator=None, samples_path: Path | None = None) -> dict:
-    """Accuracy of the model in model_dir on eval_file (the first `limit` problems), n samples each.
-
-    Returns accuracy (mean over problems of the fraction of correct samples), accuracy_std
-    (population std of the n per-sample-set accuracies; 0.0 when n == 1), n_problems, n_samples
-    (samples per problem), mean_response_tokens (generated tokens, EOS included), unextracted
-    (responses with no extractable answer) and seconds (wall time of the whole evaluation).
+def evaluate(model_dir, settings: Eval, *, device=None, seed=0, samples_path: Path | None = None,
+             generator=None) -> EvalMetrics:
+    """Accuracy of the model in model_dir on `settings.data` (the first `settings.limit` problems),
+    `settings.samples` samples each: greedy with one sample, else sampled at `settings.temperature`.
     With `samples_path`, every response is written there as JSON lines with its extracted answer and verdict.
     `generator` (default: transformers) is an eval backend's `generate` with its settings bound.
     """
     t0 = time.perf_counter()
-    rows = load_eval_file(eval_file)
-    if limit is not None:
-        rows = rows[:limit]
-    if not rows:
-        raise ValueError("limit leaves no problems to evaluate")
-    generator = generator or _generate
-    texts, counts = generator(model_dir, [r["prompt"] for r in rows], n=n, batch_size=batch_size,
-                              max_new_tokens=max_new_tokens, temperature=temperature, device=device, seed=seed)
+    rows = load_eval_file(settings.data)[:settings.limit]
+    n = settings.samples
+    generator = generator or backend_generator(settings)
+    texts, counts = generator(model_dir, [r["prompt"] for r in rows], n=n, batch_size=settings.batch_size,
+                              max_new_tokens=settings.max_new_tokens, temperature=settings.temperature if n > 1 else 0.0,
+                              device=device, seed=seed)
     correct, unextracted, samples = [], 0, []
     for number, (row, responses) in enumerate(zip(rows, texts)):
         marks = []
@@ -137,51 +133,40 @@ def evaluate(model_dir, eval_file, *, n=1, limit=None, batch_size=16, max_new_to
     mean = sum(per_set) / n
     std = math.sqrt(sum((a - mean) ** 2 for a in per_set) / n) if n > 1 else 0.0
     tokens = [c for per in counts for c in per]
-    return {
-        "accuracy": sum(sum(c) / n for c in correct) / len(correct),
-        "accuracy_std": std,
-        "n_problems": len(rows),
-        "n_samples": n,
-        "mean_response_tokens": sum(tokens) / len(tokens),
-        "unextracted": unextracted,
-        "seconds": time.perf_counter() - t0,
-    }
+    return EvalMetrics(accuracy=sum(sum(c) / n for c in correct) / len(correct), accuracy_std=std,
+                       n_problems=len(rows), n_samples=n, mean_response_tokens=sum(tokens) / len(tokens),
+                       unextracted=unextracted, seconds=time.perf_counter() - t0)
 
 
 # ---------------------------------------------------------------- entry points
 
 
-def backend_generator(settings: dict):
-    """The `generate` of the eval backend `settings` name (`backend`, default transformers), from the
-    registry of the built-ins and installed plugins (and of the recipe's `plugins` when it is none of
-    theirs), with its settings bound."""
+def backend_generator(settings: Eval):
+    """The `generate` of the eval backend `settings.backend` names, from the registry of the
+    built-ins and installed plugins (and of the recipe's `plugins`, an extra key of the step's eval
+    config, when it is none of theirs), with its settings block (`settings.<backend>`) bound."""
     from functools import partial
 
     from mot_plugin.plugins import plugin_manager
     from mot_plugin.registry import EvalBackend, collect, validated
 
-    name = settings.get("backend", "transformers")
+    extra = settings.model_extra or {}
     registry = collect(plugin_manager().hook)
-    if name not in registry.entries[EvalBackend] and settings.get("plugins"):
-        registry = collect(plugin_manager(settings["plugins"]).hook)
-    backend = registry.get(EvalBackend, name, "eval.backend")
-    options = validated(backend.settings, settings.get(backend.name), f"eval.{backend.name}")
+    if settings.backend not in registry.entries[EvalBackend] and extra.get("plugins"):
+        registry = collect(plugin_manager(extra["plugins"]).hook)
+    backend = registry.get(EvalBackend, settings.backend, "eval.backend")
+    options = validated(backend.settings, extra.get(backend.name), f"eval.{backend.name}")
     return partial(backend.generate, settings=options)
 
 
-def run_eval(settings: dict, out_dir: Path | None = None) -> dict:
-    """Evaluate as `settings` say (`model`, `data` and the `mot.eval` fields); with `out_dir`, write
-    `samples.jsonl` and `metrics.json` there. Greedy when `samples` is 1."""
-    samples = settings.get("samples", 1)
-    metrics = evaluate(
-        settings["model"], settings["data"], n=samples, limit=settings.get("limit"),
-        batch_size=settings.get("batch_size", 16), max_new_tokens=settings.get("max_new_tokens", 256),
-        temperature=settings.get("temperature", 0.7) if samples > 1 else 0.0,
-        generator=backend_generator(settings),
-        samples_path=out_dir / "samples.jsonl" if out_dir else None,
-    )
+def run_eval(settings: dict, out_dir: Path | None = None) -> EvalMetrics:
+    """Evaluate as `settings` say (`model` and the `mot.eval` fields, defaults from `recipe.Eval`);
+    with `out_dir`, write `samples.jsonl` and `metrics.json` there."""
+    fields = {key: value for key, value in settings.items() if key != "model"}
+    metrics = evaluate(settings["model"], Eval.model_validate(fields),
+                       samples_path=out_dir / "samples.jsonl" if out_dir else None)
     if out_dir is not None:
-        write_json(out_dir / "metrics.json", metrics)
+        write_json(out_dir / "metrics.json", metrics.model_dump(mode="json"))
     return metrics
 
 
@@ -193,7 +178,7 @@ def main(argv: list[str] | None = None) -> None:
 
     config_path, out_dir = argv or sys.argv[1:]
     metrics = run_eval(yaml.safe_load(Path(config_path).read_text()), Path(out_dir))
-    print(json.dumps(metrics, indent=2))
+    print(metrics.model_dump_json(indent=2))
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@
 selects by name (`mot_plugin.registry`). Planning hooks return values and have no side effects; a plugin adjusts the built-in result with
 a `wrapper=True` implementation (`config = yield; ...; return config`). Execution hooks are
 first-result: the built-in implementation (`registry.Selected`: what the recipe selected) is
-`trylast`, so a plugin that returns a result takes the step over.
+`trylast`, so a plugin that returns a result takes the step over. A step's result is the model of
+its kind in `mot_plugin.results` (or a dict of its fields, which the runner validates into that model).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 from mot_plugin.recipe import Recipe
+from mot_plugin.results import BranchResult, EvalMetrics, MergeResult, PrepareResult, StepResult
 from mot_plugin.steps import BranchSpec, MergeSpec, Step
 
 if TYPE_CHECKING:
@@ -48,29 +50,30 @@ def mot_merge_config(recipe: Recipe, merge: MergeSpec) -> dict[str, Any]:
 
 
 @hookspec(firstresult=True)
-def mot_prepare_data(recipe: Recipe, step: Step) -> dict[str, Any]:
+def mot_prepare_data(recipe: Recipe, step: Step) -> PrepareResult | dict[str, Any]:
     """Tokenize one teacher's data into `step.output_dir` with the branch config at `step.config_path`
-    (planned only when branches run in parallel); return a result dict. Raise on failure."""
+    (planned only when branches run in parallel). Raise on failure."""
 
 
 @hookspec(firstresult=True)
-def mot_run_branch(recipe: Recipe, step: Step) -> dict[str, Any]:
+def mot_run_branch(recipe: Recipe, step: Step) -> BranchResult | dict[str, Any]:
     """Train one branch from `step.config_path`, logging to `step.log_path`, weights into
     `step.output_dir`; return its result (steps, final train loss, tokens, runtime). Raise on failure."""
 
 
 @hookspec(firstresult=True)
-def mot_run_merge(recipe: Recipe, step: Step) -> dict[str, Any]:
-    """Merge as `step.config_path` says into `step.output_dir`; return a result dict. Raise on failure."""
+def mot_run_merge(recipe: Recipe, step: Step) -> MergeResult | dict[str, Any]:
+    """Merge as `step.config_path` says into `step.output_dir`. Raise on failure."""
 
 
 @hookspec(firstresult=True)
-def mot_evaluate(recipe: Recipe, step: Step) -> dict[str, Any]:
+def mot_evaluate(recipe: Recipe, step: Step) -> EvalMetrics | dict[str, Any]:
     """Evaluate `step.spec.model` as `step.config` says (held-out problems, samples, tokens); write
     the samples under `step.output_dir`; return the metrics (accuracy, accuracy_std, ...)."""
 
 
 @hookspec
-def mot_round_end(recipe: Recipe, round: int, student: Path, results: dict[str, dict[str, Any]]) -> None:
+def mot_round_end(recipe: Recipe, round: int, student: Path, results: dict[str, StepResult]) -> None:
     """Called after each round (its merge, and its evaluation when the recipe evaluates):
-    `student` is the merged model, `results` the round's step results keyed by step id."""
+    `student` is the merged model, `results` the round's step results (`mot_plugin.results` models)
+    keyed by step id."""

@@ -13,6 +13,7 @@ import hashlib
 import os
 import re
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -22,6 +23,7 @@ from mot_plugin.environment import ENVIRONMENT_FILE
 from mot_plugin.errors import UserError
 from mot_plugin.planner import Plan
 from mot_plugin.recipe import dump_yaml
+from mot_plugin.results import StepResult, parse_result
 from mot_plugin.steps import Step
 
 LOCK_FILE = ".lock"
@@ -141,8 +143,36 @@ def diagnostics_path(merge: Step) -> Path:
     return merge.config_path.parent / DIAGNOSTICS_FILE
 
 
-def status_rows(plan: Plan) -> list[dict[str, Any]]:
-    """One row per step: its state, seconds, result summary, log, where it runs and how far it got."""
+@dataclass(frozen=True)
+class StepStatus:
+    """One step as `mot status` shows it."""
+
+    step: str
+    state: str
+    """`done`, `running`, `failed`, `stale` or `pending`."""
+    seconds: float | None
+    """Wall time of the finished step."""
+    result: StepResult | None
+    """The finished step's result (`mot_plugin.results`)."""
+    error: str | None
+    """Why the last attempt failed."""
+    log: str
+    where: dict[str, Any]
+    """Where the step runs or ran (host, devices, job id), as its launcher recorded it."""
+    progress: tuple[int, int] | None
+    """How far a running step's progress bar got."""
+    pruned: bool
+    """A finished branch whose weights were deleted once merged."""
+
+
+def read_result(step: Step) -> StepResult | None:
+    """The result in a finished step's marker, typed; None when the step has no marker."""
+    marker = read_json(step.marker_path)
+    return None if marker is None else parse_result(step.kind, marker.get("result") or {}, str(step.marker_path))
+
+
+def status_rows(plan: Plan) -> list[StepStatus]:
+    """One row per step: its state, seconds, result, log, where it runs and how far it got."""
     run_dir = plan.recipe.run_dir
     current = read_json(run_dir / CURRENT_FILE) if is_running(run_dir) else None
     running = (current or {}).get("steps", {})
@@ -153,11 +183,11 @@ def status_rows(plan: Plan) -> list[dict[str, Any]]:
             state = "running"
         marker = read_json(step.marker_path) or {}
         failed = read_json(step.failed_path) or {}
-        rows.append({"step": step.id, "state": state, "seconds": marker.get("seconds"),
-                     "result": marker.get("result") or {}, "error": failed.get("error"),
-                     "log": str(step.log_path), "where": read_json(step.where_path) or {},
-                     "progress": last_progress(step.log_path) if state == "running" else None,
-                     "pruned": state == "done" and step.kind == "branch" and not step.output_dir.exists()})
+        rows.append(StepStatus(
+            step=step.id, state=state, seconds=marker.get("seconds"), result=read_result(step),
+            error=failed.get("error"), log=str(step.log_path), where=read_json(step.where_path) or {},
+            progress=last_progress(step.log_path) if state == "running" else None,
+            pruned=state == "done" and step.kind == "branch" and not step.output_dir.exists()))
     return rows
 
 

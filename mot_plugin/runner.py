@@ -18,13 +18,14 @@ from typing import Callable, Iterator
 
 import pluggy
 
-from mot_plugin.atomic import fsync_tree, read_json, remove_tree, write_json
+from mot_plugin.atomic import fsync_tree, remove_tree, write_json
 from mot_plugin.diagnostics import merge_diagnostics
 from mot_plugin.environment import ENVIRONMENT_FILE, environment
 from mot_plugin.planner import Plan, human_bytes, weights_bytes
 from mot_plugin.process import StepFailed
 from mot_plugin.rundir import (CURRENT_FILE, check_paths, clear_step, config_digest, diagnostics_path,
-                               last_progress, run_lock, step_state, write_configs)
+                               last_progress, read_result, run_lock, step_state, write_configs)
+from mot_plugin.results import StepResult, parse_result
 from mot_plugin.steps import Step
 
 READ_OUTPUTS = ("prepare", "branch", "merge")
@@ -35,7 +36,7 @@ class NotEnoughDisk(StepFailed):
     """The disk holding the run directory has too little room for the next round."""
 
 
-def run_plan(plan: Plan, hook: pluggy.HookRelay, echo: Callable[[str], None] = print) -> dict[str, dict]:
+def run_plan(plan: Plan, hook: pluggy.HookRelay, echo: Callable[[str], None] = print) -> dict[str, StepResult]:
     """Run every step that is not done; return each step's result, keyed by step id."""
     check_paths(plan)
     with run_lock(plan.recipe.run_dir):
@@ -54,9 +55,9 @@ class _Scheduler:
         self.recipe = plan.recipe
         self.by_id = {s.id: s for s in plan.steps}
         self.number = {s.id: f"[{i}/{len(plan.steps)}] {s.id}" for i, s in enumerate(plan.steps, 1)}
-        self.results: dict[str, dict] = {}
+        self.results: dict[str, StepResult] = {}
         self.running: dict[str, float] = {}
-        self.finished: queue.Queue[tuple[Step, dict | None, BaseException | None]] = queue.Queue()
+        self.finished: queue.Queue[tuple[Step, StepResult | None, BaseException | None]] = queue.Queue()
         self.disk_checked: set[int] = set()
         self.configs: dict[str, str | None] = {}
 
@@ -78,11 +79,11 @@ class _Scheduler:
             ids |= needed
         return [s for s in self.plan.steps if s.id in ids]
 
-    def run(self) -> dict[str, dict]:
+    def run(self) -> dict[str, StepResult]:
         pending = self.todo()
         for step in self.plan.steps:
             if step not in pending:
-                self.results[step.id] = read_json(step.marker_path)["result"]
+                self.results[step.id] = read_result(step)
                 self.echo(f"{self.number[step.id]}: done earlier, skipped")
         error: BaseException | None = None
         while pending or self.running:
@@ -135,8 +136,9 @@ class _Scheduler:
                 result = hooks[step.kind](recipe=self.recipe, step=step)
             if result is None:
                 raise RuntimeError(f"{step.id}: no plugin ran this {step.kind} step")
+            result = parse_result(step.kind, result, step.id)
             if step.kind == "merge":
-                result = {**result, "diagnostics": self._diagnose(step)}
+                result = result.model_copy(update={"diagnostics": self._diagnose(step)})
             if config_digest(step) != self.configs[step.id]:
                 raise RuntimeError(f"{step.config_path} changed while {step.id} ran; run again")
             fsync_tree(step.output_dir)
@@ -160,13 +162,14 @@ class _Scheduler:
             write_json(diagnostics_path(step), found)
         return found
 
-    def _finish(self, step: Step, result: dict, started: float) -> None:
+    def _finish(self, step: Step, result: StepResult, started: float) -> None:
         seconds = round(time.time() - started, 2)
         write_json(step.marker_path, {"fingerprint": step.fingerprint, "config_sha256": self.configs[step.id],
-                                      "seconds": seconds, "result": result})
+                                      "seconds": seconds, "result": result.model_dump(mode="json")})
         self.results[step.id] = result
-        self.echo(f"{self.number[step.id]}: done in {seconds:.1f}s{_brief(result)}")
-        for warning in (result.get("diagnostics") or {}).get("warnings", []):
+        brief = result.brief()
+        self.echo(f"{self.number[step.id]}: done in {seconds:.1f}s{', ' + brief if brief else ''}")
+        for warning in (getattr(result, "diagnostics", None) or {}).get("warnings", []):
             self.echo(f"    {step.id}: warning: {warning}")
         if step.ends_round:
             round_steps = [s for s in self.plan.steps if s.round == step.round and s.baseline is None]
@@ -221,10 +224,3 @@ def _progress(step: Step, echo: Callable[[str], None], started: float) -> Iterat
     finally:
         stop.set()
         thread.join()
-
-
-def _brief(result: dict) -> str:
-    if result.get("accuracy") is not None:
-        return f", accuracy {100 * result['accuracy']:.1f}%"
-    loss = result.get("final_train_loss")
-    return f", final train loss {loss:.4f}" if isinstance(loss, (int, float)) else ""

@@ -3,11 +3,9 @@ result the in-branch Axolotl plugin leaves in the branch's output directory."""
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 from mot_plugin.process import StepFailed, python_command
 from mot_plugin.recipe import Recipe
+from mot_plugin.results import BranchResult
 from mot_plugin.steps import RESULT_FILE, Step
 
 IN_BRANCH_PLUGIN = "mot_plugin.axolotl_plugin.MotBranchPlugin"
@@ -26,9 +24,9 @@ def branch_command(recipe: Recipe, step: Step, port: int) -> list[str]:
                           "--main_process_port", str(port), "-m", *train)
 
 
-def branch_result(step: Step) -> dict[str, Any]:
+def branch_result(step: Step) -> BranchResult:
     """What the in-branch plugin wrote when training finished."""
     result_file = step.output_dir / RESULT_FILE
     if not result_file.is_file():
         raise StepFailed(f"{step.id} wrote no {RESULT_FILE} (was {IN_BRANCH_PLUGIN} loaded?); see {step.log_path}")
-    return json.loads(result_file.read_text())
+    return BranchResult.model_validate_json(result_file.read_text())

@@ -191,15 +191,16 @@ def test_an_adapter_branch_is_evaluated_on_its_student(toy, tmp_path):
     from transformers import AutoModelForCausalLM
 
     from mot_plugin.evaluate import evaluate
+    from mot_plugin.recipe import Eval
 
     model = get_peft_model(AutoModelForCausalLM.from_pretrained(toy["student"]),
                            LoraConfig(r=4, target_modules=["q_proj"]))
     model.save_pretrained(tmp_path / "branch")
     for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):  # as Axolotl leaves them
         shutil.copy(toy["student"] / name, tmp_path / "branch" / name)
-    adapter = evaluate(tmp_path / "branch", toy["eval"], limit=2, max_new_tokens=4)
-    student = evaluate(toy["student"], toy["eval"], limit=2, max_new_tokens=4)
-    assert adapter["mean_response_tokens"] == student["mean_response_tokens"], "B = 0: the student itself"
+    settings = Eval(data=str(toy["eval"]), limit=2, max_new_tokens=4)
+    adapter, student = evaluate(tmp_path / "branch", settings), evaluate(toy["student"], settings)
+    assert adapter.mean_response_tokens == student.mean_response_tokens, "B = 0: the student itself"
 
 
 def test_every_adapter_method_is_a_mergekit_method():

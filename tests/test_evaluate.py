@@ -9,6 +9,7 @@ import pytest
 
 from mot_plugin.evaluate import evaluate, generate
 from mot_plugin.grading import EvalError, answers_match, extract_answer, load_eval_file
+from mot_plugin.recipe import Eval
 
 
 @pytest.fixture(scope="module")
@@ -139,15 +140,15 @@ def test_generate_shapes_and_determinism(toy):
 
 
 def test_evaluate_untrained_toy_student(toy):
-    result = evaluate(toy["student"], toy["eval"], n=2, batch_size=8, max_new_tokens=8)
-    assert set(result) == {"accuracy", "accuracy_std", "n_problems", "n_samples", "mean_response_tokens",
-                           "unextracted", "seconds"}
-    assert result["n_problems"] == 8 and result["n_samples"] == 2
-    assert 0.0 <= result["accuracy"] <= 1.0 and result["accuracy_std"] >= 0.0
-    assert 0 <= result["unextracted"] <= 16 and isinstance(result["unextracted"], int)
-    assert 1 <= result["mean_response_tokens"] <= 8 and result["seconds"] > 0
-    greedy = evaluate(toy["student"], toy["eval"], limit=3, max_new_tokens=4)
-    assert greedy["n_problems"] == 3 and greedy["n_samples"] == 1 and greedy["accuracy_std"] == 0.0
+    result = evaluate(toy["student"], Eval(data=str(toy["eval"]), samples=2, batch_size=8, max_new_tokens=8))
+    assert set(result.model_dump()) == {"accuracy", "accuracy_std", "n_problems", "n_samples",
+                                        "mean_response_tokens", "unextracted", "seconds"}
+    assert result.n_problems == 8 and result.n_samples == 2
+    assert 0.0 <= result.accuracy <= 1.0 and result.accuracy_std >= 0.0
+    assert 0 <= result.unextracted <= 16 and isinstance(result.unextracted, int)
+    assert 1 <= result.mean_response_tokens <= 8 and result.seconds > 0
+    greedy = evaluate(toy["student"], Eval(data=str(toy["eval"]), limit=3, max_new_tokens=4))
+    assert greedy.n_problems == 3 and greedy.n_samples == 1 and greedy.accuracy_std == 0.0
 
 
 def test_evaluate_scores_zero_when_nothing_is_extractable(toy, monkeypatch):
@@ -155,11 +156,11 @@ def test_evaluate_scores_zero_when_nothing_is_extractable(toy, monkeypatch):
 
     monkeypatch.setattr(ev, "_generate", lambda model_dir, prompts, n, **_: (
         [["no idea"] * n for _ in prompts], [[3] * n for _ in prompts]))
-    result = ev.evaluate(toy["student"], toy["eval"], n=2)
-    assert result["accuracy"] == 0.0 and result["unextracted"] == 16 and result["mean_response_tokens"] == 3
+    result = ev.evaluate(toy["student"], Eval(data=str(toy["eval"]), samples=2))
+    assert result.accuracy == 0.0 and result.unextracted == 16 and result.mean_response_tokens == 3
     rows = load_eval_file(toy["eval"])
     answers = iter([[f"#### {r['answer']}", "#### 0"] for r in rows])
     monkeypatch.setattr(ev, "_generate", lambda model_dir, prompts, n, **_: (
         [next(answers) for _ in prompts], [[5] * n for _ in prompts]))
-    result = ev.evaluate(toy["student"], toy["eval"], n=2)
-    assert result["accuracy"] == 0.5 and result["accuracy_std"] == 0.5 and result["unextracted"] == 0
+    result = ev.evaluate(toy["student"], Eval(data=str(toy["eval"]), samples=2))
+    assert result.accuracy == 0.5 and result.accuracy_std == 0.5 and result.unextracted == 0

@@ -18,6 +18,7 @@ from safetensors.torch import load_file
 from conftest import recipe_data, write_recipe
 from mot_plugin.cli import main
 from mot_plugin.plugins import ENTRY_POINT_GROUP, plugin_manager
+from mot_plugin.recipe import Eval
 from mot_plugin.registry import Baseline, EvalBackend, Launcher, MergeExecutor, collect
 
 TESTS = Path(__file__).parent
@@ -95,7 +96,8 @@ def test_the_backend_gets_its_settings(installed, monkeypatch):
 
     seen = []
     monkeypatch.setattr(evaluation, "generate_transformers", lambda model, prompts, settings, **kw: seen.extend(prompts))
-    backend_generator({"backend": "instruct", "instruct": {"text": " Answer:"}})("model", ["1+1?"], n=1)
+    settings = Eval.model_validate({"data": "eval.jsonl", "backend": "instruct", "instruct": {"text": " Answer:"}})
+    backend_generator(settings)("model", ["1+1?"], n=1)
     assert seen == ["1+1? Answer:"]
 
 

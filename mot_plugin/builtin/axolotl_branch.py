@@ -17,6 +17,7 @@ from mot_plugin.hookspecs import hookimpl
 from mot_plugin.process import StepFailed, python_command, run_logged, warm_dir
 from mot_plugin.recipe import Recipe
 from mot_plugin.registry import Launcher
+from mot_plugin.results import BranchResult, PrepareResult
 from mot_plugin.steps import BranchSpec, Step
 from mot_plugin.train_command import BRANCH_ENV, IN_BRANCH_PLUGIN, branch_command, branch_result
 
@@ -63,7 +64,7 @@ def _slot(parallel: int) -> Iterator[int]:
         free.put(number)
 
 
-def run_local(recipe: Recipe, step: Step, settings: Any = None) -> dict[str, Any]:
+def run_local(recipe: Recipe, step: Step, settings: Any = None) -> BranchResult:
     """The local launcher: the branch runs on this machine, in a slot of its own."""
     launch = recipe.mot.launch
     with _slot(launch.parallel) as slot:
@@ -88,10 +89,10 @@ def mot_register(register) -> None:
 
 
 @hookimpl(trylast=True)
-def mot_prepare_data(recipe: Recipe, step: Step) -> dict[str, Any]:
+def mot_prepare_data(recipe: Recipe, step: Step) -> PrepareResult:
     """`python -m axolotl.cli.preprocess CONFIG` on this machine: the teacher's data, tokenized once."""
     run_logged(step.id, python_command("axolotl.cli.preprocess", str(step.config_path)), step.log_path,
                env=BRANCH_ENV, warm_in=warm_dir(recipe))
     if not step.output_dir.is_dir() or not any(step.output_dir.iterdir()):
         raise StepFailed(f"{step.id} left no prepared data in {step.output_dir}; see {step.log_path}")
-    return {"prepared": str(step.output_dir)}
+    return PrepareResult(prepared=str(step.output_dir))

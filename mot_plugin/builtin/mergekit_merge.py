@@ -21,6 +21,7 @@ from mot_plugin.hookspecs import hookimpl
 from mot_plugin.process import python_command, run_logged, warm_dir
 from mot_plugin.recipe import Recipe, RecipeError
 from mot_plugin.registry import MergeExecutor
+from mot_plugin.results import MergeResult
 from mot_plugin.steps import MergeSpec, Step
 
 # Files a linear (base-less) merge takes from the first branch, so the donor is deterministic
@@ -141,7 +142,7 @@ def merge_config(recipe: Recipe, merge: MergeSpec, settings: Any = None) -> dict
     return config
 
 
-def run_merge(recipe: Recipe, step: Step, settings: Any = None) -> dict[str, Any]:
+def run_merge(recipe: Recipe, step: Step, settings: Any = None) -> MergeResult:
     """`mergekit-yaml merge.yaml OUT` into a scratch directory, renamed into place when complete.
     Adapters are merged into the student in the merge's dtype, in a cache deleted afterwards."""
     scratch = step.output_dir.with_name(step.output_dir.name + ".partial")
@@ -165,5 +166,5 @@ def run_merge(recipe: Recipe, step: Step, settings: Any = None) -> dict[str, Any
                 shutil.copy2(donor, scratch / name)
     remove_tree(step.output_dir, recipe.run_dir)
     scratch.rename(step.output_dir)
-    return {"merged": str(step.output_dir), "method": step.config["merge_method"],
-            "inputs": [m["model"] for m in step.config["models"]]}
+    return MergeResult(merged=str(step.output_dir), method=step.config["merge_method"],
+                       inputs=[m["model"] for m in step.config["models"]])

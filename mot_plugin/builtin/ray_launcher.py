@@ -23,6 +23,7 @@ from mot_plugin.hookspecs import hookimpl
 from mot_plugin.process import StepFailed, run_logged
 from mot_plugin.recipe import Recipe, RecipeError
 from mot_plugin.registry import Launcher, validated
+from mot_plugin.results import BranchResult
 from mot_plugin.steps import Step
 from mot_plugin.train_command import BRANCH_ENV, branch_command, branch_result
 
@@ -103,7 +104,7 @@ def _attempt(step: Step, task_id: str) -> int:
     return previous.get("attempt", 0) + 1 if previous.get("task_id") == task_id else 1
 
 
-def run_branch_task(recipe: Recipe, step: Step) -> dict[str, Any]:
+def run_branch_task(recipe: Recipe, step: Step) -> BranchResult:
     """The Ray task: record where it runs, start clean, train, return the branch's result."""
     import ray
 
@@ -122,7 +123,7 @@ def run_branch_task(recipe: Recipe, step: Step) -> dict[str, Any]:
     return branch_result(step)
 
 
-def run_branch(recipe: Recipe, step: Step, settings: RaySettings) -> dict[str, Any]:
+def run_branch(recipe: Recipe, step: Step, settings: RaySettings) -> BranchResult:
     """The branch as a Ray task with `launch.ray`'s resources; blocks this runner thread until it ends."""
     ray = _connect(recipe)
     task = _remote[0].options(

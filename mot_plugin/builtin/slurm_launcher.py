@@ -29,6 +29,7 @@ from mot_plugin.hookspecs import hookimpl
 from mot_plugin.process import StepFailed
 from mot_plugin.recipe import Line, Recipe, RecipeError
 from mot_plugin.registry import Launcher, validated
+from mot_plugin.results import BranchResult
 from mot_plugin.steps import Step
 from mot_plugin.train_command import BRANCH_ENV, branch_command, branch_result
 
@@ -264,7 +265,7 @@ def wait(recipe: Recipe, step: Step, job_id: str, where: dict[str, Any]) -> None
         time.sleep(poll)
 
 
-def outcome(step: Step, job_id: str) -> dict[str, Any]:
+def outcome(step: Step, job_id: str) -> BranchResult:
     """The branch's result, or `StepFailed` naming the job, how it ended and its log."""
     try:
         code = _exit_path(step).read_text().strip()
@@ -286,7 +287,7 @@ def outcome(step: Step, job_id: str) -> dict[str, Any]:
     raise StepFailed(f"{step.id} failed (Slurm job {job_id}, {', '.join(how)}); see {step.log_path}")
 
 
-def run_branch(recipe: Recipe, step: Step, settings: SlurmSettings) -> dict[str, Any]:
+def run_branch(recipe: Recipe, step: Step, settings: SlurmSettings) -> BranchResult:
     """The Slurm launcher: the branch is one `sbatch` job; wait for it, then read its result."""
     if cancel_orphan(step):
         remove_tree(step.output_dir, recipe.run_dir)  # what the orphan wrote after the runner cleared it

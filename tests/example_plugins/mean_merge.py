@@ -55,7 +55,8 @@ def run(recipe, step, settings: MeanSettings):
     shutil.copytree(step.config["files_from"], scratch, ignore=shutil.ignore_patterns("*.safetensors", "*.bin"))
     save_file(merged, scratch / "model.safetensors", metadata={"format": "pt"})
     scratch.rename(step.output_dir)
-    return {"merged": str(step.output_dir), "executor": "mean", "inputs": len(models)}
+    return {"merged": str(step.output_dir), "method": "linear", "inputs": [m["model"] for m in models],
+            "executor": "mean"}
 
 
 @hookimpl
