@@ -60,6 +60,12 @@ class Paths:
         return Path(text).name
 
 
+def _merged_by(plan: Plan) -> str:
+    """The merge executor and method, as the recipe selected them (`mergekit` `linear`)."""
+    merge = plan.recipe.mot.merge
+    return f"{merge.executor} `{merge.method}`"
+
+
 def _read_yaml(path: Path) -> Any:
     """The YAML data in `path`, or None if it is missing or unreadable."""
     try:
@@ -105,7 +111,7 @@ def _front_matter(plan: Plan, metrics: dict, paths: Paths, name: str, results: l
 
 def merge_steps(plan: Plan) -> list[Step]:
     """Every MoT round's merge, in round order."""
-    return [s for s in plan.steps if s.kind == "merge" and s.round > 0]
+    return [s for s in plan.steps if s.kind == "merge" and s.baseline is None]
 
 
 def _branch_rows(plan: Plan, merge: Step, metrics: dict) -> list[str]:
@@ -132,7 +138,7 @@ def round_card(plan: Plan, merge: Step, metrics: dict) -> ModelCard:
     body = [f"# {name}", "",
             f"Round {merge.round} of {plan.recipe.mot.rounds} of a Merge-of-Thought distillation (mot-plugin): "
             f"{len(merge.spec.branches)} Axolotl SFT branches, one per teacher, each started from the parent and "
-            f"trained {merge.spec.branches[0].max_steps} steps; mergekit `{plan.recipe.mot.merge.method}` merged them "
+            f"trained {merge.spec.branches[0].max_steps} steps; {_merged_by(plan)} merged them "
             f"into this model.", "",
             f"- round: {merge.round}", f"- parent: `{parent}`",
             f"- accuracy: {'not evaluated' if accuracy is None else f'{100 * accuracy:.1f}%'}", "",
@@ -201,8 +207,8 @@ def final_card(plan: Plan, metrics: dict, plot: str | None) -> ModelCard:
     body = [f"# {name}", "",
             f"Distilled with Merge-of-Thought (mot-plugin) from `{paths.show(plan.recipe.student)}`: each of "
             f"{plan.recipe.mot.rounds} rounds, one Axolotl SFT branch per teacher "
-            f"({', '.join(metrics['teachers'])}) started from the current student and mergekit "
-            f"`{metrics['merge']}` merged them. This is round {final.round}'s merged model.", "",
+            f"({', '.join(metrics['teachers'])}) started from the current student and "
+            f"{_merged_by(plan)} merged them. This is round {final.round}'s merged model.", "",
             "## Last round's branches", "", *_branch_rows(plan, final, metrics),
             report, *_data_section(plan, paths), *_environment_section(plan, metrics),
             "", "## Recipe", "", "```yaml", _recipe_text(plan, paths).rstrip(), "```"]

@@ -122,13 +122,17 @@ def find(recipe: Recipe, folder: Path) -> list[Finding]:
     out.append(_local("writes", "mot.run_dir", str(recipe.run_dir), folder))
     launch = mot.launch
     if launch.launcher == "ray":
-        address = launch.ray.address
+        from mot_plugin.builtin.ray_launcher import settings_of
+
+        address = settings_of(recipe).address
         out.append(Finding("contacts", "ray", "mot.launch.ray.address", address) if address
                    else Finding("executes", None, "mot.launch.launcher", "ray", "a local Ray cluster on this machine"))
     if launch.launcher == "slurm":
-        out += [Finding("executes", "shell", f"mot.launch.slurm.setup.{i}", line)
-                for i, line in enumerate(launch.slurm.setup)]
-        out += [Finding("executes", None, "mot.launch.slurm.sbatch_args", " ".join(launch.slurm.sbatch_args))]
+        from mot_plugin.builtin.slurm_launcher import settings_of as slurm_settings
+
+        slurm = slurm_settings(recipe)
+        out += [Finding("executes", "shell", f"mot.launch.slurm.setup.{i}", line) for i, line in enumerate(slurm.setup)]
+        out += [Finding("executes", None, "mot.launch.slurm.sbatch_args", " ".join(slurm.sbatch_args))]
     return out
 
 

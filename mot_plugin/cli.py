@@ -18,6 +18,7 @@ from mot_plugin.planner import Plan, human_bytes, plan_run, weights_bytes
 from mot_plugin.plugins import plugin_manager
 from mot_plugin.process import StepFailed
 from mot_plugin.recipe import Eval, RecipeError, load_recipe, model_problem, seed_run_dirs, with_seed
+from mot_plugin.registry import Registry, collect
 from mot_plugin.rundir import RECIPE_HEADER, check_paths, run_lock, status_rows, step_state, write_configs
 from mot_plugin.runner import run_plan
 
@@ -56,9 +57,9 @@ def _plans(recipe_path: str | Path, seeds: tuple[int, ...] = (), check_files: bo
     for one in [with_seed(recipe, seed) for seed in dict.fromkeys(seeds)] or [recipe]:
         try:
             pm.hook.mot_check_recipe(recipe=one)
+            plans.append(plan_run(one, pm.hook))  # a baseline may refuse its settings while it plans
         except RecipeError as err:
             raise RecipeError(str(err) if str(err).startswith(one.source) else f"{one.source}: {err}") from None
-        plans.append(plan_run(one, pm.hook))
     if check_files:
         found = [line for the_plan in plans for line in check_branch_configs(the_plan)]
         for line in dict.fromkeys([*notes(plans[0].recipe), *found]):
@@ -103,14 +104,14 @@ def plan(recipe: str, seeds: tuple[int, ...], preview: bool) -> None:
     if preview:
         _preview(recipe)
         return
-    plans, _ = _plans(recipe, seeds)
+    plans, pm = _plans(recipe, seeds)
     for the_plan in plans:
         check_paths(the_plan)
     for the_plan in plans:
         with run_lock(the_plan.recipe.run_dir):  # never rewrite the configs of a running run
             write_configs(the_plan)
     for the_plan in plans:
-        _print_plan(the_plan)
+        _print_plan(the_plan, collect(pm.hook))
     click.echo(f"Wrote {sum(len(p.steps) for p in plans)} step configs and recipe.yaml; nothing was run. "
                f"Next: {_run_command(recipe, seeds)}")
 
@@ -130,7 +131,7 @@ def _preview(recipe_path: str) -> None:
         the_plan = plan_run(recipe, pm.hook)
     except RecipeError as err:
         fail(str(err) if str(err).startswith(recipe_path) else f"{recipe_path}: {err}", 2)
-    _print_plan(the_plan)
+    _print_plan(the_plan, collect(pm.hook))
     for line in notes:
         click.echo(line)
     click.echo("Inputs:")
@@ -146,24 +147,23 @@ def _preview(recipe_path: str) -> None:
                f"`mot plan {recipe_path}`.")
 
 
-def _print_plan(the_plan: Plan) -> None:
+def _print_plan(the_plan: Plan, registry: Registry) -> None:
     mot = the_plan.recipe.mot
     click.echo(f"Plan for {the_plan.recipe.run_dir}")
     click.echo(f"  {len(mot.teachers)} teachers x {mot.rounds} rounds x {mot.steps_per_round} steps = "
-               f"{the_plan.branch_steps} branch-steps; merge: {mot.merge.method}")
+               f"{the_plan.branch_steps} branch-steps; merge: {mot.merge.method} ({mot.merge.executor}); "
+               f"launcher: {mot.launch.launcher}")
     click.echo(f"  branches: {adapters.describe(the_plan.recipe)}")
     for step in the_plan.steps:
         click.echo(f"  {step.id:<32} {step_state(step):<8} {step.config_path}")
     click.echo(f"  disk: {_disk(the_plan)}")
     for line in checkpoint_io.describe(the_plan):
         click.echo(f"  {line}")
-    if mot.launch.launcher == "slurm":
-        from mot_plugin.builtin.slurm_launcher import job_env, job_script
-
+    launcher, settings = registry.launcher(the_plan.recipe)
+    if launcher.describe is not None:
         first = next(s for s in the_plan.steps if s.kind == "branch")
-        click.echo(f"  job script of {first.id} (every branch's differs only in its paths):")
-        for line in job_script(the_plan.recipe, first, Path.cwd(), job_env()).splitlines():
-            click.echo(f"    {line}")
+        for line in launcher.describe(the_plan.recipe, first, settings):
+            click.echo(f"  {line}")
 
 
 def _disk(the_plan: Plan) -> str:

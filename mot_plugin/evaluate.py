@@ -102,15 +102,17 @@ def _generate_vllm(model_dir, prompts, *, n, batch_size, max_new_tokens, tempera
     return ([[o.text for o in r.outputs] for r in results], [[len(o.token_ids) for o in r.outputs] for r in results])
 
 
-def evaluate(model_dir, settings: Eval, *, device=None, seed=0, samples_path: Path | None = None) -> EvalMetrics:
+def evaluate(model_dir, settings: Eval, *, device=None, seed=0, samples_path: Path | None = None,
+             generator=None) -> EvalMetrics:
     """Accuracy of the model in model_dir on `settings.data` (the first `settings.limit` problems),
     `settings.samples` samples each: greedy with one sample, else sampled at `settings.temperature`.
     With `samples_path`, every response is written there as JSON lines with its extracted answer and verdict.
+    `generator` (default: transformers) is an eval backend's `generate` with its settings bound.
     """
     t0 = time.perf_counter()
     rows = load_eval_file(settings.data)[:settings.limit]
     n = settings.samples
-    generator = _generate_vllm if settings.backend == "vllm" else _generate
+    generator = generator or backend_generator(settings)
     texts, counts = generator(model_dir, [r["prompt"] for r in rows], n=n, batch_size=settings.batch_size,
                               max_new_tokens=settings.max_new_tokens, temperature=settings.temperature if n > 1 else 0.0,
                               device=device, seed=seed)
@@ -137,6 +139,24 @@ def evaluate(model_dir, settings: Eval, *, device=None, seed=0, samples_path: Pa
 
 
 # ---------------------------------------------------------------- entry points
+
+
+def backend_generator(settings: Eval):
+    """The `generate` of the eval backend `settings.backend` names, from the registry of the
+    built-ins and installed plugins (and of the recipe's `plugins`, an extra key of the step's eval
+    config, when it is none of theirs), with its settings block (`settings.<backend>`) bound."""
+    from functools import partial
+
+    from mot_plugin.plugins import plugin_manager
+    from mot_plugin.registry import EvalBackend, collect, validated
+
+    extra = settings.model_extra or {}
+    registry = collect(plugin_manager().hook)
+    if settings.backend not in registry.entries[EvalBackend] and extra.get("plugins"):
+        registry = collect(plugin_manager(extra["plugins"]).hook)
+    backend = registry.get(EvalBackend, settings.backend, "eval.backend")
+    options = validated(backend.settings, extra.get(backend.name), f"eval.{backend.name}")
+    return partial(backend.generate, settings=options)
 
 
 def run_eval(settings: dict, out_dir: Path | None = None) -> EvalMetrics:

@@ -1,16 +1,17 @@
 """The MoT hook specifications (pluggy project `mot`).
 
-Planning hooks return values and have no side effects; a plugin adjusts the built-in result with
+`mot_register` adds named launchers, merge executors, baselines and eval backends that a recipe
+selects by name (`mot_plugin.registry`). Planning hooks return values and have no side effects; a plugin adjusts the built-in result with
 a `wrapper=True` implementation (`config = yield; ...; return config`). Execution hooks are
-first-result: the built-in implementation is `trylast`, so a plugin that returns a result takes
-the step over (another launcher, another merger). A step's result is the model of its kind in
-`mot_plugin.results` (or a dict of its fields, which the runner validates into that model).
+first-result: the built-in implementation (`registry.Selected`: what the recipe selected) is
+`trylast`, so a plugin that returns a result takes the step over. A step's result is the model of
+its kind in `mot_plugin.results` (or a dict of its fields, which the runner validates into that model).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -18,9 +19,19 @@ from mot_plugin.recipe import Recipe
 from mot_plugin.results import BranchResult, EvalMetrics, MergeResult, PrepareResult, StepResult
 from mot_plugin.steps import BranchSpec, MergeSpec, Step
 
+if TYPE_CHECKING:
+    from mot_plugin.registry import Registry
+
 PROJECT = "mot"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def mot_register(register: Registry) -> None:
+    """Register launchers, merge executors, baselines and eval backends by name: call
+    `register(Launcher(...))`, `register(MergeExecutor(...))`, `register(Baseline(...))` or
+    `register(EvalBackend(...))` (`mot_plugin.registry`). No side effects; called when plugins load."""
 
 
 @hookspec

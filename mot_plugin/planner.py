@@ -2,8 +2,8 @@
 
 Pure: it asks the planning hooks for configs and computes fingerprints; it writes nothing.
 Order: the round-0 student's evaluation, then each round (branches, merge, the branches' evaluations
-when `eval.branches` is on, the merged student's evaluation), then the baselines (each followed by its
-evaluation).
+when `eval.branches` is on, the merged student's evaluation), then each baseline the recipe lists: a
+registered `Baseline` plans its own steps through a `Lineage`.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import pluggy
 
 from mot_plugin.datahash import DataHashes
 from mot_plugin.recipe import Recipe, Teacher
+from mot_plugin.registry import collect
 from mot_plugin.steps import BranchSpec, EvalSpec, MergeSpec, PrepareSpec, Step
 
 
@@ -33,25 +34,29 @@ class Plan:
     @property
     def branch_steps(self) -> int:
         """Total optimizer steps over all MoT branches (the compute MoT spends)."""
-        return sum(s.spec.max_steps for s in self.steps if s.kind == "branch" and s.round > 0)
+        return sum(s.spec.max_steps for s in self.steps if s.kind == "branch" and s.baseline is None)
 
     @property
     def baseline_steps(self) -> int:
         """Total optimizer steps over all baseline branches."""
-        return sum(s.spec.max_steps for s in self.steps if s.kind == "branch" and s.round == 0)
+        return sum(s.spec.max_steps for s in self.steps if s.kind == "branch" and s.baseline is not None)
 
     def final_student(self) -> Path:
-        return next(s.output_dir for s in reversed(self.steps) if s.kind == "merge" and s.round > 0)
+        return next(s.output_dir for s in reversed(self.steps) if s.kind == "merge" and s.baseline is None)
 
     def readers(self, step: Step) -> list[Step]:
         """The steps that need `step`'s output."""
         return [s for s in self.steps if step.id in s.deps]
 
     def prunable(self, step: Step) -> bool:
-        """A branch whose weights only feed a merge (MoT branches, one-shot branches): deleted once
-        every step that reads them has finished, unless the recipe sets `keep_branches`."""
-        return (not self.recipe.mot.keep_branches and step.kind == "branch"
-                and (step.round > 0 or step.id.startswith("baseline/oneshot-")))
+        """A branch whose weights feed a merge and are no lineage's result (MoT branches, one-shot
+        branches; evaluating a branch alone, `eval.branches`, does not keep it): deleted once every step
+        that reads them has finished, unless the recipe sets `keep_branches`."""
+        if self.recipe.mot.keep_branches or step.kind != "branch":
+            return False
+        readers = self.readers(step)
+        return (any(r.kind == "merge" for r in readers)
+                and not any(r.kind == "eval" and r.spec.role != "branch" for r in readers))
 
     def disk_estimate(self, student_bytes: int, adapter_bytes: int | None = None, merge_copy_bytes: int = 0) -> int:
         """Peak bytes of weights on disk, running the steps in order: every merge writes a checkpoint,
@@ -128,6 +133,8 @@ class _Planner:
         self.prepare_first = recipe.mot.launch.parallel > 1
         self.prepared: dict[str, Step] = {}
         self.steps: list[Step] = []
+        self.lineage: str | None = None
+        """The baseline being planned (None: the MoT lineage); `_add` marks each step with it."""
 
     def branch(self, step_id: str, round_: int, teacher: Teacher, start: Step | None, directory: Path,
                max_steps: int, seed: int) -> Step:
@@ -187,6 +194,8 @@ class _Planner:
         spec = EvalSpec(step_id=f"eval/{name}", round=round_, name=name, role=role, teacher=teacher,
                         model=str(model.output_dir) if model else self.recipe.student, output_dir=directory / "out")
         config = {"model": spec.model, **settings.model_dump(mode="json", exclude={"branches"})}
+        if self.recipe.mot.plugins:  # `python -m mot_plugin.evaluate` finds their eval backends
+            config["plugins"] = list(self.recipe.mot.plugins)
         return self._add(Step(
             id=spec.step_id, kind="eval", spec=spec, config=config, config_path=directory / "eval.yaml",
             log_path=directory / "eval.log", marker_path=directory / "done.json",
@@ -201,8 +210,13 @@ class _Planner:
         return self.hashes.datasets([{"path": path}]) if Path(path).is_absolute() else ""
 
     def _add(self, step: Step) -> Step:
+        if self.lineage is not None:
+            step = replace(step, baseline=self.lineage)
         self.steps.append(step)
         return step
+
+    def find(self, step_id: str) -> Step | None:
+        return next((s for s in self.steps if s.id == step_id), None)
 
     def rounds(self) -> None:
         mot = self.recipe.mot
@@ -227,33 +241,46 @@ class _Planner:
             self.evaluate(f"round-{r:02d}", r, student, ends_round=True, after=branch_evals)
 
     def baselines(self) -> None:
-        mot = self.recipe.mot
-        lineage = mot.rounds * mot.steps_per_round
-        matched = lineage * len(mot.teachers) if mot.baseline_budget == "compute" else lineage
-        base_dir = self.run_dir / "baselines"
-        singles: list[Step] = []
-        if "single" in mot.baselines or ("oneshot" in mot.baselines and matched == lineage):
-            for t in mot.teachers:
-                name = f"single-{t.name}"
-                singles.append(self.branch(f"baseline/{name}", 0, t, None, base_dir / name, matched, mot.seed))
-                if "single" in mot.baselines:
-                    self.evaluate(name, 0, singles[-1], role="baseline")
-        if "union" in mot.baselines:
-            union = Teacher(name="union", datasets=[d for t in mot.teachers for d in t.datasets])
-            step = self.branch("baseline/union", 0, union, None, base_dir / "union", matched, mot.seed)
-            self.evaluate("union", 0, step, role="baseline")
-        if "oneshot" in mot.baselines:
-            branches = singles if matched == lineage else [
-                self.branch(f"baseline/oneshot-{t.name}", 0, t, None, base_dir / f"oneshot-{t.name}", lineage,
-                            mot.seed)
-                for t in mot.teachers
-            ]
-            step = self.merge("baseline/oneshot", 0, branches, None, base_dir / "oneshot")
-            self.evaluate("oneshot", 0, step, role="baseline")
+        for baseline, settings in collect(self.hook).baselines(self.recipe):
+            self.lineage = baseline.name
+            try:
+                baseline.plan(Lineage(self, baseline.name), settings)
+            finally:
+                self.lineage = None
+
+
+class Lineage:
+    """What a baseline's `plan(lineage, settings)` gets: it adds the steps of one baseline, each
+    marked with the baseline's name (`Step.baseline`). Step ids are `baseline/<name>`, directories
+    `baselines/<name>`, evaluations `eval/<name>`; a name already planned (by this or another
+    baseline) returns that step, so baselines can share training."""
+
+    def __init__(self, planner: _Planner, baseline: str):
+        self._planner, self.baseline = planner, baseline
+        self.recipe = planner.recipe
+
+    def branch(self, name: str, teacher: Teacher, max_steps: int, seed: int | None = None) -> Step:
+        """A branch trained from the recipe's student on `teacher`'s datasets for `max_steps` steps
+        (seed: `mot.seed`); any `Teacher(name=..., datasets=...)` works, for example a mix."""
+        step_id = f"baseline/{name}"
+        seed = self.recipe.mot.seed if seed is None else seed
+        return self._planner.find(step_id) or self._planner.branch(
+            step_id, 0, teacher, None, self._planner.run_dir / "baselines" / name, max_steps, seed)
+
+    def merge(self, name: str, branches: list[Step]) -> Step:
+        """The merge of `branches` (with the recipe's merge executor and settings)."""
+        step_id = f"baseline/{name}"
+        return self._planner.find(step_id) or self._planner.merge(
+            step_id, 0, branches, None, self._planner.run_dir / "baselines" / name)
+
+    def evaluate(self, name: str, model: Step) -> Step | None:
+        """The evaluation of `model` as one of this baseline's results, reported under `name`; None
+        when the recipe has no `eval`."""
+        return self._planner.evaluate(name, 0, model, role="baseline")
 
 
 def plan_run(recipe: Recipe, hook: pluggy.HookRelay) -> Plan:
-    """Plan the run: evaluation of the student, every round, then the baselines."""
+    """Plan the run: evaluation of the student, every round, then the baselines the recipe lists."""
     planner = _Planner(recipe, hook)
     planner.rounds()
     planner.baselines()

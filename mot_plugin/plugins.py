@@ -1,4 +1,5 @@
-"""The plugin manager: built-in plugins, installed plugins (entry points) and recipe plugins."""
+"""The plugin manager: built-in plugins, installed plugins (entry points) and recipe plugins, and
+what they register (`mot_plugin.registry`)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,12 @@ import pluggy
 
 from mot_plugin import hookspecs
 from mot_plugin.recipe import RecipeError
+from mot_plugin.registry import Selected, collect
 
 ENTRY_POINT_GROUP = "mot"
 """Installed packages add MoT plugins under this entry-point group."""
+SELECTED = "mot_plugin.registry.Selected"
+"""The built-in execution hooks: run what the recipe selected from the registry."""
 TRACE_ENV = "MOT_TRACE_HOOKS"
 """Set to 1 to print every hook call and its result to stderr."""
 BUILTINS = (
@@ -21,6 +25,7 @@ BUILTINS = (
     "mot_plugin.builtin.slurm_launcher",
     "mot_plugin.builtin.mergekit_merge",
     "mot_plugin.builtin.evaluation",
+    "mot_plugin.builtin.baselines",
     "mot_plugin.builtin.round_summary",
 )
 
@@ -43,6 +48,8 @@ def plugin_manager(modules: list[str] | tuple[str, ...] = ()) -> pluggy.PluginMa
         pm.check_pending()
     except pluggy.PluginValidationError as err:
         raise RecipeError(f"plugin {err.plugin!r}: {err}") from None
+    collect(pm.hook)  # a clash of names is an error now, before anything is planned
+    pm.register(Selected(pm.hook), name=SELECTED)
     if os.environ.get(TRACE_ENV, "") not in ("", "0"):
         pm.trace.root.setwriter(lambda text: sys.stderr.write(f"[mot hooks] {text}"))
         pm.enable_tracing()

@@ -27,6 +27,13 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
+class _Section(BaseModel):
+    """A section whose other keys are blocks of registered entries (`launch.ray`, `merge.<executor>`,
+    `eval.<backend>`): validated by the entry's own settings model (`mot_plugin.registry`)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, strict=True)
+
+
 LINE = r"^[^\x00-\x1f\x7f]*$"
 MODULE = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
 Line = Annotated[str, Field(pattern=LINE)]
@@ -35,8 +42,12 @@ Module = Annotated[str, Field(pattern=MODULE)]
 """A Python module name (`pkg.module`)."""
 SIZE = r"^\d+ ?([KMG]i?B)?$"
 """A size in bytes, as transformers' `max_shard_size` reads it: `5GB` (10^9), `2GiB` (2^30), `1000`."""
+NAME = r"^[A-Za-z][A-Za-z0-9_-]*$"
+Name = Annotated[str, Field(pattern=NAME)]
+"""The name of a registered launcher, merge executor, baseline or eval backend."""
 PATTERN_MESSAGES = {LINE: "holds a newline or another control character", MODULE: "not a Python module name",
-                    SIZE: "not a size such as 5GB, 500MB, 2GiB or a number of bytes"}
+                    SIZE: "not a size such as 5GB, 500MB, 2GiB or a number of bytes",
+                    NAME: "not a name (letters, digits, _ and -)"}
 DTYPES = Literal["float32", "float16", "bfloat16", "float64"]
 """The dtypes mergekit computes and saves in."""
 HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9_.-]+")
@@ -82,9 +93,12 @@ class Teacher(_Strict):
         return overrides
 
 
-class Merge(_Strict):
-    """How each round's branch students are merged (any mergekit method)."""
+class Merge(_Section):
+    """How each round's branch students are merged (any mergekit method). Other keys: the settings
+    block of a registered merge executor (`merge.<executor>`)."""
 
+    executor: Name = "mergekit"
+    """The registered merge executor that runs the merges; it reads the fields below."""
     method: str = "linear"
     """A mergekit `merge_method` name; checked against mergekit's registry."""
     parameters: dict[str, Any] = {}
@@ -99,8 +113,9 @@ class Merge(_Strict):
     `none`: no base model (linear); `auto`: whatever the method requires."""
 
 
-class Eval(_Strict):
-    """Evaluation of every round's student (and each baseline) on held-out problems."""
+class Eval(_Section):
+    """Evaluation of every round's student (and each baseline) on held-out problems. Other keys: the
+    settings block of a registered eval backend (`eval.<backend>`)."""
 
     data: str
     """JSONL of held-out problems: `prompt` and gold `answer` per row."""
@@ -114,42 +129,21 @@ class Eval(_Strict):
     """Prompts generated at once."""
     limit: int | None = Field(default=None, ge=1)
     """Evaluate only the first `limit` problems."""
-    backend: Literal["transformers", "vllm"] = "transformers"
-    """`transformers` (tested here, CPU or GPU) or `vllm` (when installed)."""
+    backend: Name = "transformers"
+    """A registered eval backend: `transformers` (tested here, CPU or GPU), `vllm` (when installed),
+    or a plugin's."""
     branches: bool = False
     """Also evaluate every MoT round's branches (before their weights are deleted), so the report
     can show each merge's gain over its branches."""
 
 
-class Ray(_Strict):
-    """The Ray launcher: each branch is a Ray task."""
+class Launch(_Section):
+    """Where and how branches run. Other keys: the settings block of a registered launcher
+    (`launch.ray`, `launch.slurm`, `launch.<plugin launcher>`)."""
 
-    address: str | None = None
-    """An existing cluster (`auto`, `ray://host:10001`, `host:6379`); unset: start a local one."""
-    num_cpus: float = Field(default=1, ge=0)
-    """CPUs each branch task asks for."""
-    num_gpus: float = Field(default=0, ge=0)
-    """GPUs each branch task asks for (Ray sets CUDA_VISIBLE_DEVICES for the task)."""
-    max_retries: int = Field(default=2, ge=0)
-    """How often a branch whose worker died is run again."""
-
-
-class Slurm(_Strict):
-    """The Slurm launcher: one `sbatch` job per branch, its script kept in the branch's directory."""
-
-    sbatch_args: list[Line] = []
-    """Extra `sbatch` options, for example `--partition=gpu`, `--gres=gpu:8`, `--time=04:00:00`."""
-    setup: list[Line] = []
-    """Shell lines run in the job before the branch (for example `source /path/to/venv/bin/activate`)."""
-    poll_seconds: float = Field(default=5, gt=0)
-    """How often `squeue` is asked whether a job has ended."""
-
-
-class Launch(_Strict):
-    """Where and how branches run."""
-
-    launcher: Literal["local", "ray", "slurm"] = "local"
-    """`local`: on this machine; `ray`: Ray tasks; `slurm`: one Slurm job per branch."""
+    launcher: Name = "local"
+    """A registered launcher: `local`, this machine; `ray`, Ray tasks; `slurm`, one Slurm job per
+    branch; or a plugin's."""
     parallel: int = Field(default=1, ge=1)
     """How many steps run at once (a round's branches are independent). Above 1, every teacher's data
     is tokenized first, so concurrent branches never share Axolotl's prepared-data locks."""
@@ -165,8 +159,6 @@ class Launch(_Strict):
     `cold`, each as a new Python process. Same commands, logs and results (docs/recipe.md)."""
     port: int = Field(default=29500, ge=1024, le=65000)
     """First rendezvous port; concurrent multi-process branches get distinct ports from here."""
-    ray: Ray = Ray()
-    slurm: Slurm = Slurm()
 
 
 class MotConfig(_Strict):
@@ -188,9 +180,10 @@ class MotConfig(_Strict):
     """Python modules to load as MoT plugins for this recipe (besides installed entry points)."""
     eval: Eval | None = None
     """Evaluate the round-0 student, every round's student and every baseline."""
-    baselines: list[Literal["single", "union", "oneshot"]] = []
-    """`single`: SFT on each teacher alone (STD); `union`: SFT on all teachers' data (MTD);
-    `oneshot`: each teacher's branch trained for the whole budget, merged once."""
+    baselines: list[Name | dict[Name, Any]] = []
+    """Registered baselines by name, or as `{name: settings}`: `single`, SFT on each teacher alone
+    (STD); `union`, SFT on all teachers' data (MTD); `oneshot`, each teacher's branch trained for the
+    whole budget, merged once; or a plugin's."""
     baseline_budget: Literal["sequential", "compute"] = "sequential"
     """`sequential`: every baseline lineage trains rounds x steps_per_round steps, like one MoT lineage;
     `compute`: single and union train as many steps as all MoT branches together."""
@@ -214,6 +207,19 @@ class MotConfig(_Strict):
         if total <= 0:
             raise ValueError(f"the teachers' weights sum to {total:g}; the sum must be positive")
         return teachers
+
+    @field_validator("baselines")
+    @classmethod
+    def _one_baseline_each(cls, baselines: list) -> list:
+        names = []
+        for item in baselines:
+            if isinstance(item, dict) and len(item) != 1:
+                raise ValueError(f"a baseline with settings is one mapping {{name: settings}}, not {item!r}")
+            names.append(item if isinstance(item, str) else next(iter(item)))
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f"baseline {name!r} is listed twice")
+        return baselines
 
     @model_validator(mode="after")
     def _enough_devices(self) -> "MotConfig":
@@ -337,12 +343,7 @@ def parse_recipe(data: Any, *, source: str = "<recipe>") -> Recipe:
     try:
         mot = MotConfig.model_validate(data["mot"])
     except ValidationError as err:
-        first = err.errors()[0]
-        loc = ".".join(str(p) for p in ("mot", *first["loc"]))
-        msg = "unknown key" if first["type"] == "extra_forbidden" else first["msg"].removeprefix("Value error, ")
-        if first["type"] == "string_pattern_mismatch":
-            msg = f"{PATTERN_MESSAGES.get(first['ctx']['pattern'], msg)}: {first['input']!r}"
-        raise RecipeError(f"{source}: {loc}: {msg}") from None
+        raise RecipeError(f"{source}: {validation_message(err, 'mot')}") from None
     for key in ("base_model", "tokenizer_config", "lora_model_dir"):
         if shared.get(key):
             shared[key] = _local_or_hub(shared[key], f"{source}: {key}")
@@ -356,6 +357,16 @@ def parse_recipe(data: Any, *, source: str = "<recipe>") -> Recipe:
         update["eval"] = mot.eval.model_copy(update={"data": str(Path(mot.eval.data).expanduser().absolute())})
     mot = mot.model_copy(update=update)
     return Recipe(axolotl=shared, mot=mot, source=source)
+
+
+def validation_message(err: ValidationError, prefix: str) -> str:
+    """pydantic's first error as one line, `<prefix>.<key>: <what is wrong>`."""
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in (prefix, *first["loc"]))
+    msg = "unknown key" if first["type"] == "extra_forbidden" else first["msg"].removeprefix("Value error, ")
+    if first["type"] == "string_pattern_mismatch":
+        msg = f"{PATTERN_MESSAGES.get(first['ctx']['pattern'], msg)}: {first['input']!r}"
+    return f"{loc}: {msg}"
 
 
 def _looks_local(value: str) -> bool:

@@ -114,8 +114,8 @@ def _branch_rows(steps: tuple[Step, ...], done: dict) -> list[dict[str, Any]]:
         if step.kind != "branch" or step.id not in done:
             continue
         result = done[step.id]["result"]
-        rows.append({"round": step.round, "name": step.spec.teacher.name if step.round else step.id.split("/")[-1],
-                     "baseline": step.round == 0, "steps": result.get("steps"),
+        rows.append({"round": step.round, "name": step.id.split("/")[-1] if step.baseline else step.spec.teacher.name,
+                     "baseline": step.baseline is not None, "steps": result.get("steps"),
                      "final_train_loss": result.get("final_train_loss"),
                      "tokens_trained": result.get("tokens_trained"), "loss_curve": result.get("loss_curve") or []})
     return rows
@@ -129,7 +129,7 @@ def collect_metrics(plan: Plan) -> dict[str, Any]:
     evals = [s for s in plan.steps if s.kind == "eval"]
     rounds, round_evals, branch_steps, tokens = [], {}, 0, 0
     for r in range(0, mot.rounds + 1):
-        steps = [s for s in plan.steps if s.round == r and (r > 0 or s.kind == "eval" and s.spec.role == "round")]
+        steps = [s for s in plan.steps if s.round == r and s.baseline is None]
         round_evals[r] = next((s for s in steps if s.kind == "eval" and s.spec.role == "round"), None)
         training = _training(steps, done)
         branch_steps += training["branch_steps"]
@@ -159,7 +159,7 @@ def collect_metrics(plan: Plan) -> dict[str, Any]:
         "mot": rounds,
         "baselines": baselines,
         "paired": _paired(round_evals[scored[-1]], baseline_evals, done) if scored else [],
-        "diagnostics": _diagnostics([s for s in plan.steps if s.kind == "merge" and s.round > 0], done),
+        "diagnostics": _diagnostics([s for s in plan.steps if s.kind == "merge" and s.baseline is None], done),
         "training": _branch_rows(plan.steps, done),
     }
 

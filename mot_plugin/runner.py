@@ -118,7 +118,7 @@ class _Scheduler:
         return ready
 
     def _start(self, step: Step) -> None:
-        if step.kind == "branch" and step.round > 0:
+        if step.kind == "branch" and step.baseline is None:
             self._check_disk(step.round)
         clear_step(step, self.recipe.run_dir)
         self.configs[step.id] = config_digest(step)
@@ -172,7 +172,7 @@ class _Scheduler:
         for warning in (getattr(result, "diagnostics", None) or {}).get("warnings", []):
             self.echo(f"    {step.id}: warning: {warning}")
         if step.ends_round:
-            round_steps = [s for s in self.plan.steps if s.round == step.round]
+            round_steps = [s for s in self.plan.steps if s.round == step.round and s.baseline is None]
             student = next(s.output_dir for s in round_steps if s.kind == "merge")
             self.hook.mot_round_end(recipe=self.recipe, round=step.round, student=student,
                                     results={s.id: self.results[s.id] for s in round_steps})
@@ -192,7 +192,7 @@ class _Scheduler:
         size = weights_bytes(Path(self.recipe.student))
         if not size:
             return
-        writes = sum(1 for s in self.plan.steps if s.round == round_ and s.kind in ("branch", "merge")
+        writes = sum(1 for s in self.plan.steps if s.round == round_ and s.baseline is None and s.kind in ("branch", "merge")
                      and step_state(s) != "done")
         free = shutil.disk_usage(self.recipe.run_dir).free
         if free < writes * size:

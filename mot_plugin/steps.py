@@ -20,7 +20,7 @@ class BranchSpec:
     step_id: str
     """`round-01/branch-<teacher>`, or `baseline/single-<teacher>`, `baseline/union`, ..."""
     round: int
-    """The MoT round; 0 for baselines."""
+    """The MoT round; 0 for baselines (their `Step.baseline` names them)."""
     teacher: Teacher
     student: str
     """The model this branch starts from: the recipe's student in round 1, else the last merge."""
@@ -99,6 +99,9 @@ class Step:
     """Steps that must finish before this one starts."""
     ends_round: bool = False
     """The last step of a MoT round: `mot_round_end` is called after it."""
+    baseline: str | None = None
+    """The lineage: the registered baseline whose step this is; None for the MoT lineage (its round
+    0 is the recipe's student, rounds 1.. the merged students)."""
 
     @property
     def round(self) -> int:

@@ -52,6 +52,11 @@ def one_torch_thread():
     torch.set_num_threads(threads)
 
 
+FAST = {"plugins": ["fake_launcher", "example_plugin", "example_plugins.mean_merge"], "merge": {"executor": "mean"}}
+"""`mot:` keys of fast runs: branches by tests/fake_launcher.py, merges by the example mean executor
+(no Axolotl, no mergekit)."""
+
+
 def recipe_data(toy: dict[str, Path], run_dir: Path, *, teachers=("brief", "wordy"), rounds=2, steps=3,
                 **mot) -> dict:
     """A small recipe as data: `teachers` from the toy corpora."""

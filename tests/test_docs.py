@@ -8,7 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mot_plugin.recipe import Eval, Launch, Merge, MotConfig, Ray, Slurm, Teacher, parse_recipe
+from mot_plugin.builtin.ray_launcher import RaySettings
+from mot_plugin.builtin.slurm_launcher import SlurmSettings
+from mot_plugin.plugins import BUILTINS
+from mot_plugin.recipe import Eval, Launch, Merge, MotConfig, Teacher, parse_recipe
 
 ROOT = Path(__file__).parents[1]
 
@@ -17,9 +20,15 @@ def _blocks(path: Path, lang: str) -> list[str]:
     return re.findall(rf"```{lang}\n(.*?)```", path.read_text(), flags=re.S)
 
 
-def test_plugin_example_is_the_tested_plugin():
-    (block,) = _blocks(ROOT / "docs/plugins.md", "python")
-    assert block == (ROOT / "tests/example_plugin.py").read_text()
+def test_plugin_examples_are_the_tested_plugins():
+    examples = [ROOT / "tests/example_plugin.py", *sorted((ROOT / "tests/example_plugins").glob("[!_]*.py"))]
+    assert sorted(_blocks(ROOT / "docs/plugins.md", "python")) == sorted(p.read_text() for p in examples)
+
+
+def test_plugins_doc_names_every_builtin():
+    text = (ROOT / "docs/plugins.md").read_text()
+    for name in (*BUILTINS, "mot_plugin.registry.Selected"):
+        assert f"`{name}`" in text, f"docs/plugins.md does not name the built-in plugin {name}"
 
 
 @pytest.mark.parametrize("doc", ["README.md", "docs/recipe.md"])
@@ -31,7 +40,7 @@ def test_recipe_examples_are_valid(doc):
         assert len(recipe.mot.teachers) >= 2
 
 
-@pytest.mark.parametrize("model", [MotConfig, Teacher, Merge, Eval, Launch, Ray, Slurm])
+@pytest.mark.parametrize("model", [MotConfig, Teacher, Merge, Eval, Launch, RaySettings, SlurmSettings])
 def test_every_field_is_documented(model):
     text = (ROOT / "docs/recipe.md").read_text()
     for name in model.model_fields:

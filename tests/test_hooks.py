@@ -1,5 +1,6 @@
-"""Hooks: a third-party plugin changes a branch config and replaces the merge; discovery through
-entry points; misspelled hooks fail loudly; tracing; every hook documented and tested."""
+"""Hooks: a third-party plugin changes a branch config and brings its merge executor; discovery
+through entry points; misspelled hooks and clashing names fail loudly; tracing; every hook and every
+registry is called in a run and documented."""
 
 from __future__ import annotations
 
@@ -12,18 +13,21 @@ from click.testing import CliRunner
 from safetensors.torch import load_file
 
 from conftest import recipe_data, write_recipe
+from counting_plugin import CALLS
 from mot_plugin import hookspecs
 from mot_plugin.cli import main
 from mot_plugin.planner import plan_run
 from mot_plugin.plugins import ENTRY_POINT_GROUP, plugin_manager
 from mot_plugin.recipe import RecipeError, parse_recipe
+from mot_plugin.registry import KINDS
 
 ROOT = Path(__file__).parents[1]
 HOOKS = [name for name, _ in inspect.getmembers(hookspecs, inspect.isfunction) if name.startswith("mot_")]
 
 
-def test_third_party_plugin_changes_config_and_replaces_merge(toy, tmp_path):
-    data = recipe_data(toy, tmp_path / "run", plugins=["example_plugin", "fake_launcher"], keep_branches=True)
+def test_third_party_plugin_changes_config_and_its_merge_executor_merges(toy, tmp_path):
+    data = recipe_data(toy, tmp_path / "run", plugins=["example_plugin", "fake_launcher", "example_plugins.mean_merge"],
+                       keep_branches=True, merge={"executor": "mean"})
     result = CliRunner().invoke(main, ["run", str(write_recipe(tmp_path / "r.yaml", data))])
     assert result.exit_code == 0, result.output
 
@@ -36,8 +40,9 @@ def test_third_party_plugin_changes_config_and_replaces_merge(toy, tmp_path):
     merged = load_file(run / "round-02/merged/model.safetensors")
     for name, tensor in merged.items():
         assert (tensor - (branches[0][name] + branches[1][name]) / 2).abs().max() < 1e-6
-    assert '"by": "example_plugin"' in (run / "round-02/merge.done.json").read_text()
-    assert not (run / "round-02/merge.log").exists(), "the built-in mergekit merger must not have run"
+    assert "executor: mean" in (run / "round-02/merge.yaml").read_text(), "merge.yaml describes the merge as run"
+    assert '"executor": "mean"' in (run / "round-02/merge.done.json").read_text()
+    assert not (run / "round-02/merge.log").exists(), "the built-in mergekit executor must not have run"
     rounds = (run / "example_rounds.txt").read_text().splitlines()
     assert [line.split()[0] for line in rounds] == ["1", "2"]
     assert (run / "round-02/summary.json").is_file(), "the built-in round-end hook runs beside the plugin's"
@@ -71,18 +76,48 @@ def test_trace_switch_prints_every_hook_call(toy, tmp_path, monkeypatch, capsys)
     assert len(re.findall(r"\[mot hooks\]\s+finish mot_merge_config", err)) == 2
 
 
-def test_builtins_are_ordinary_plugins_that_can_be_replaced(toy, tmp_path):
-    pm = plugin_manager()
-    pm.unregister(name="mot_plugin.builtin.mergekit_merge")
-    recipe = parse_recipe(recipe_data(toy, tmp_path / "run"))
-    assert pm.hook.mot_merge_config(recipe=recipe, merge=None) is None
+def test_every_hook_and_every_registry_is_called_in_one_run(toy, tmp_path):
+    """One fast run (fake training) in which every hook is called, and the selected entry of every
+    registry (tests/counting_plugin.py registers one of each kind)."""
+    CALLS.clear()
+    data = recipe_data(toy, tmp_path / "run", rounds=1, plugins=["counting_plugin"],
+                       launch={"launcher": "counting", "parallel": 2}, merge={"executor": "counting"},
+                       baselines=[{"counting": {"teachers": ["wordy"], "steps": 1}}],
+                       eval={"data": str(toy["eval"]), "limit": 2, "backend": "counting"})
+    result = CliRunner().invoke(main, ["run", str(write_recipe(tmp_path / "r.yaml", data))])
+    assert result.exit_code == 0, result.output
+    run = tmp_path / "run"
+    assert '"executor": "mean"' in (run / "round-01/merge.done.json").read_text()
+    assert (run / "baselines/subset/done.json").is_file() and (run / "eval/subset/done.json").is_file()
+    called = set(CALLS)
+    assert {hook for hook in HOOKS if hook not in called} == set()
+    assert {kind for kind in KINDS.values() if f"{kind}:counting" not in called} == set()
+    assert (run / "eval/round-01/out/metrics.json").is_file()
+
+
+def test_a_name_registered_twice_is_one_error(tmp_path, monkeypatch):
+    (tmp_path / "twice_plugin.py").write_text(
+        "from mot_plugin.hookspecs import hookimpl\nfrom mot_plugin.registry import Launcher\n\n"
+        "@hookimpl\ndef mot_register(register):\n    register(Launcher('local', run_branch=print))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(RecipeError, match="^mot_register: launcher 'local' is registered twice$"):
+        plugin_manager(["twice_plugin"])
+
+
+KIND_SECTIONS = {"launcher": "A launcher", "merge executor": "A merge executor", "baseline": "A baseline",
+                 "eval backend": "An eval backend"}
 
 
 @pytest.mark.parametrize("name", HOOKS)
-def test_every_hook_is_documented_and_tested(name):
+def test_every_hook_is_documented(name):
     spec = getattr(hookspecs, name)
     assert inspect.getdoc(spec), f"{name} has no docstring"
     assert all(p.annotation is not inspect.Parameter.empty for p in inspect.signature(spec).parameters.values())
-    assert f"`{name}" in (ROOT / "docs" / "hooks.md").read_text(), f"{name} is not in docs/hooks.md"
-    tests = "".join(p.read_text() for p in (ROOT / "tests").glob("*.py") if p.name != "test_hooks.py")
-    assert name in tests, f"no test module implements or calls {name}"
+    assert re.search(rf"^\| `{name}` \|", (ROOT / "docs" / "hooks.md").read_text(), flags=re.M), \
+        f"{name} has no row in docs/hooks.md's table"
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS.values()))
+def test_every_registry_has_a_doc_section(kind):
+    headings = re.findall(r"^## (.+)$", (ROOT / "docs" / "plugins.md").read_text(), flags=re.M)
+    assert KIND_SECTIONS[kind] in headings, f"docs/plugins.md has no section on writing a {kind}"

@@ -36,7 +36,8 @@ def _run_all_at_once(recipe, steps, monkeypatch):
         (step.output_dir / RESULT_FILE).write_text(json.dumps({"steps": 1}))
 
     monkeypatch.setattr(axolotl_branch, "run_logged", fake_run_logged)
-    threads = [threading.Thread(target=axolotl_branch.mot_run_branch, args=(recipe, s)) for s in steps]
+    hook = plugin_manager().hook  # the recipe selects the registered `local` launcher
+    threads = [threading.Thread(target=hook.mot_run_branch, kwargs={"recipe": recipe, "step": s}) for s in steps]
     for thread in threads:
         thread.start()
     for thread in threads:

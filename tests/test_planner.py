@@ -19,7 +19,7 @@ GOLDEN = Path(__file__).parent / "golden"
 
 def _plan(data):
     recipe = parse_recipe(data)
-    pm = plugin_manager()
+    pm = plugin_manager(recipe.mot.plugins)
     pm.hook.mot_check_recipe(recipe=recipe)
     return plan_run(recipe, pm.hook)
 
@@ -137,6 +137,35 @@ def test_baselines_compute_matched_budget(toy, tmp_path):
         ("baseline/oneshot-brief", 6), ("baseline/oneshot-wordy", 6), ("baseline/oneshot", None)]
     assert plan.baseline_steps == 12 + 12 + 12 + 12
     assert [s.id for s in plan.steps if s.ends_round] == ["round-01/merge", "round-02/merge"]
+
+
+def test_steps_carry_their_lineage_and_only_merged_branches_are_pruned(toy, tmp_path):
+    evaluation = {"data": str(toy["eval"]), "branches": True}
+    plan = _plan(recipe_data(toy, tmp_path / "run", baselines=["union", "oneshot", "single"], eval=evaluation))
+    lineage = {s.id: s.baseline for s in plan.steps}
+    assert {lineage[i] for i in ("eval/round-00", "round-01/branch-brief", "round-02/merge", "eval/round-02")} == {None}
+    assert lineage["baseline/union"] == lineage["eval/union"] == "union"
+    # oneshot, planned before single, trains the single branches (sequential budget); single evaluates them
+    assert lineage["baseline/single-brief"] == lineage["baseline/oneshot"] == "oneshot"
+    assert lineage["eval/single-brief"] == "single"
+    by_id = {s.id: s for s in plan.steps}
+    pruned = {i for i, s in by_id.items() if plan.prunable(s)}
+    assert pruned == {f"round-{r:02d}/branch-{t}" for r in (1, 2) for t in ("brief", "wordy")}, \
+        "a branch evaluated as a result is kept; MoT branches go after their merge and their own evaluation"
+    only_oneshot = _plan(recipe_data(toy, tmp_path / "run", baselines=["oneshot"], baseline_budget="compute"))
+    assert [s.id for s in only_oneshot.steps if only_oneshot.prunable(s) and s.baseline] == [
+        "baseline/oneshot-brief", "baseline/oneshot-wordy"]
+
+
+def test_a_plugin_baseline_plans_its_own_steps(toy, tmp_path):
+    data = recipe_data(toy, tmp_path / "run", plugins=["example_plugins.subset_baseline"],
+                       baselines=[{"subset": {"teachers": ["wordy"], "steps": 4}}], eval={"data": str(toy["eval"])})
+    plan = _plan(data)
+    assert [(s.id, s.baseline) for s in plan.steps if s.baseline] == [("baseline/subset", "subset"),
+                                                                     ("eval/subset", "subset")]
+    branch = plan.steps[-2]
+    assert branch.spec.max_steps == 4 and branch.config["datasets"][0]["path"] == str(toy["teacher:wordy"])
+    assert plan.baseline_steps == 4
 
 
 def test_branch_evaluations_come_after_the_merge_and_before_the_round_end(toy, tmp_path):

@@ -21,6 +21,7 @@ from conftest import free_port, recipe_data, write_recipe
 from mot_plugin.builtin import ray_launcher
 from mot_plugin.plugins import plugin_manager
 from mot_plugin.recipe import RecipeError, parse_recipe
+from mot_plugin.registry import collect
 
 try:
     import psutil
@@ -195,8 +196,9 @@ def _recipe(toy, tmp_path, launcher):
 
 def test_other_launchers_never_touch_ray(toy, tmp_path):
     recipe = _recipe(toy, tmp_path, "local")
-    assert ray_launcher.mot_run_branch(recipe=recipe, step=None) is None
-    plugin_manager().hook.mot_check_recipe(recipe=recipe)
+    pm = plugin_manager()
+    assert collect(pm.hook).launcher(recipe)[0].name == "local"
+    pm.hook.mot_check_recipe(recipe=recipe)
     code = "import sys, mot_plugin.plugins as p; p.plugin_manager(); assert 'ray' not in sys.modules"
     assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0, "ray imported eagerly"
 

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from conftest import recipe_data, write_recipe
+from conftest import FAST, recipe_data, write_recipe
 from fake_launcher import CALLS, SPANS
 from mot_plugin import runner
 from mot_plugin.cli import main
@@ -32,8 +32,8 @@ def _calls(tmp_path) -> list[str]:
 
 
 def _fast(toy, tmp_path, **mot):
-    """Branches by the fake launcher, merges by the example plugin: no Axolotl, no mergekit."""
-    return recipe_data(toy, tmp_path / "run", plugins=["fake_launcher", "example_plugin"], **mot)
+    """Branches by the fake launcher, merges by the example mean executor: no Axolotl, no mergekit."""
+    return recipe_data(toy, tmp_path / "run", **FAST, **mot)
 
 
 def test_rerun_skips_finished_steps(toy, tmp_path):
@@ -198,7 +198,7 @@ def test_merge_diagnostics_are_recorded_whichever_plugin_merged(toy, tmp_path):
     assert result.exit_code == 0, result.output
     run = tmp_path / "run"
     done = json.loads((run / "round-01/merge.done.json").read_text())["result"]
-    assert done["by"] == "example_plugin"
+    assert done["executor"] == "mean"
     assert done["diagnostics"] == json.loads((run / "round-01/diagnostics.json").read_text())
     diagnostics = done["diagnostics"]
     assert set(diagnostics["relative_update"]) == {"brief", "wordy"}

@@ -1,5 +1,5 @@
 """No data loss, nothing outside the run directory, no hang, no lost marker (fast launcher plugin:
-branches by tests/fake_launcher.py, merges by tests/example_plugin.py)."""
+branches by tests/fake_launcher.py, merges by tests/example_plugins/mean_merge.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from conftest import recipe_data, write_recipe
+from conftest import FAST, recipe_data, write_recipe
 from fake_launcher import CALLS
 from mot_plugin import runner
 from mot_plugin.atomic import OutsideRoot, remove_tree
@@ -28,7 +28,7 @@ def mot(*args) -> object:
 
 
 def _fast(toy, tmp_path, **mot_keys) -> Path:
-    data = recipe_data(toy, tmp_path / "run", plugins=["fake_launcher", "example_plugin"], **mot_keys)
+    data = recipe_data(toy, tmp_path / "run", **FAST, **mot_keys)
     return write_recipe(tmp_path / "r.yaml", data)
 
 
@@ -126,7 +126,7 @@ def test_plan_waits_for_no_run_and_refuses_while_one_holds_the_lock(toy, tmp_pat
     assert mot("plan", recipe).exit_code == 0
     config = (tmp_path / "run/round-01/branch-brief/axolotl.yaml").read_text()
     with run_lock(tmp_path / "run"):
-        data = json.loads(json.dumps(recipe_data(toy, tmp_path / "run", plugins=["fake_launcher", "example_plugin"])))
+        data = json.loads(json.dumps(recipe_data(toy, tmp_path / "run", **FAST)))
         data["learning_rate"] = 1.0e-4
         write_recipe(recipe, data)
         result = mot("plan", recipe)
@@ -135,7 +135,7 @@ def test_plan_waits_for_no_run_and_refuses_while_one_holds_the_lock(toy, tmp_pat
 
 
 def test_failure_to_record_a_failure_still_reaches_the_scheduler(toy, tmp_path, monkeypatch):
-    data = recipe_data(toy, tmp_path / "run", plugins=["fake_launcher", "example_plugin"])
+    data = recipe_data(toy, tmp_path / "run", **FAST)
     data["mot"]["teachers"][1]["overrides"] = {"learning_rate": 0.0}  # the fake launcher fails this branch
     recipe = write_recipe(tmp_path / "r.yaml", data)
     real = runner.write_json
@@ -172,7 +172,7 @@ def test_changed_eval_file_and_student_rerun_what_read_them(toy, tmp_path):
     shutil.copy(toy["eval"], eval_file)
     student = tmp_path / "student"
     shutil.copytree(toy["student"], student)
-    data = recipe_data(toy, tmp_path / "run", plugins=["fake_launcher", "example_plugin"],
+    data = recipe_data(toy, tmp_path / "run", **FAST,
                        eval={"data": str(eval_file)})
     data["base_model"] = str(student)
     recipe = write_recipe(tmp_path / "r.yaml", data)

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from conftest import recipe_data, write_recipe
+from conftest import FAST, recipe_data, write_recipe
 from mot_plugin.cli import main
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -35,7 +35,7 @@ def _fast_run(toy, tmp_path: Path, monkeypatch, rounds: int = 1) -> Path:
     for name in ("brief", "wordy"):
         local[f"teacher:{name}"] = Path(shutil.copy(toy[f"teacher:{name}"], "data"))
     Path("data/brief.provenance.json").write_text(json.dumps(PROVENANCE))  # as `mot data generate` writes it
-    recipe = recipe_data(local, Path("run"), rounds=rounds, plugins=["fake_launcher", "example_plugin"],
+    recipe = recipe_data(local, Path("run"), rounds=rounds, **FAST,
                          eval={"data": str(toy["eval"])})
     result = CliRunner().invoke(main, ["run", str(write_recipe(Path("r.yaml"), recipe))])
     assert result.exit_code == 0, result.output

@@ -1,4 +1,4 @@
-"""Built-in branch plugin: the Axolotl config of a branch, and the local launcher (`axolotl train`
+"""Built-in branch plugin: the Axolotl config of a branch, and the `local` launcher (`axolotl train`
 in a fork of the warm server or as a subprocess, several at once on their own devices when the recipe
 asks)."""
 
@@ -16,11 +16,10 @@ from mot_plugin.axolotl_config import own_keys
 from mot_plugin.hookspecs import hookimpl
 from mot_plugin.process import StepFailed, python_command, run_logged, warm_dir
 from mot_plugin.recipe import Recipe
+from mot_plugin.registry import Launcher
 from mot_plugin.results import BranchResult, PrepareResult
-from mot_plugin.steps import RESULT_FILE, BranchSpec, Step
-
-IN_BRANCH_PLUGIN = "mot_plugin.axolotl_plugin.MotBranchPlugin"
-BRANCH_ENV = {"AXOLOTL_DO_NOT_TRACK": "1", "PYTHONUNBUFFERED": "1"}
+from mot_plugin.steps import BranchSpec, Step
+from mot_plugin.train_command import BRANCH_ENV, IN_BRANCH_PLUGIN, branch_command, branch_result
 
 
 @hookimpl(trylast=True)
@@ -46,25 +45,6 @@ def mot_branch_config(recipe: Recipe, branch: BranchSpec) -> dict[str, Any]:
     return own_keys(config, recipe, branch)
 
 
-def branch_command(recipe: Recipe, step: Step, port: int) -> list[str]:
-    """`python -m axolotl.cli.train CONFIG`, under `accelerate launch` when a branch has several
-    processes (the recipe's DeepSpeed/FSDP keys are in the config and pass through unchanged)."""
-    train = ["axolotl.cli.train", str(step.config_path)]
-    processes = recipe.mot.launch.processes
-    if processes == 1:
-        return python_command(*train)
-    return python_command("accelerate.commands.launch", "--num_processes", str(processes),
-                          "--main_process_port", str(port), "-m", *train)
-
-
-def branch_result(step: Step) -> BranchResult:
-    """What the in-branch plugin wrote when training finished."""
-    result_file = step.output_dir / RESULT_FILE
-    if not result_file.is_file():
-        raise StepFailed(f"{step.id} wrote no {RESULT_FILE} (was {IN_BRANCH_PLUGIN} loaded?); see {step.log_path}")
-    return BranchResult.model_validate_json(result_file.read_text())
-
-
 _slots: dict[int, queue.Queue[int]] = {}
 _slots_lock = threading.Lock()
 
@@ -85,12 +65,9 @@ def _slot(parallel: int) -> Iterator[int]:
         free.put(number)
 
 
-@hookimpl(trylast=True)
-def mot_run_branch(recipe: Recipe, step: Step) -> BranchResult | None:
+def run_local(recipe: Recipe, step: Step, settings: Any = None) -> BranchResult:
     """The local launcher: the branch runs on this machine, in a slot of its own."""
     launch = recipe.mot.launch
-    if launch.launcher != "local":
-        return None
     with _slot(launch.parallel) as slot:
         env = dict(BRANCH_ENV)
         devices = launch.devices[slot] if launch.devices else None
@@ -105,6 +82,11 @@ def mot_run_branch(recipe: Recipe, step: Step) -> BranchResult | None:
         run_logged(step.id, branch_command(recipe, step, port), step.log_path, env=env,
                    warm_in=warm_dir(recipe) if launch.processes == 1 else None)
     return branch_result(step)
+
+
+@hookimpl
+def mot_register(register) -> None:
+    register(Launcher("local", run_branch=run_local))
 
 
 @hookimpl(trylast=True)

@@ -1,5 +1,6 @@
-"""Built-in merge plugin: mergekit configs checked against mergekit's own method registry, and
-`mergekit-yaml` (run by this module's `main`, warm or cold: see `mot_plugin.process.run_logged`).
+"""Built-in merge executor `mergekit` (`merge.executor: mergekit`, the default): mergekit configs checked
+against mergekit's own method registry, and `mergekit-yaml` (run by this module's `main`, warm or cold:
+see `mot_plugin.process.run_logged`).
 
 Checkpoint I/O: mergekit streams tensors (each input is a memory-mapped safetensors file, read tensor
 by tensor); it holds the inputs of the weight being merged and output shards of `mot.shard_size` until
@@ -29,6 +30,7 @@ from mot_plugin.atomic import remove_tree
 from mot_plugin.hookspecs import hookimpl
 from mot_plugin.process import python_command, run_logged, warm_dir
 from mot_plugin.recipe import Recipe, RecipeError
+from mot_plugin.registry import MergeExecutor
 from mot_plugin.results import MergeResult
 from mot_plugin.steps import MergeSpec, Step
 
@@ -67,7 +69,11 @@ def uses_base_model(recipe: Recipe) -> bool:
 
 
 @hookimpl
-def mot_check_recipe(recipe: Recipe) -> None:
+def mot_register(register) -> None:
+    register(MergeExecutor("mergekit", config=merge_config, run=run_merge, check=check_merge))
+
+
+def check_merge(recipe: Recipe, settings: Any = None) -> None:
     """Method, parameters, per-teacher parameters and the number of inputs, as mergekit sees them."""
     merge = recipe.mot.merge
     spec = _method(merge.method).spec
@@ -125,8 +131,7 @@ RANGES = {"density": (0, 1)}
 """Parameters whose meaningful values mergekit does not check: a fraction of weights kept."""
 
 
-@hookimpl(trylast=True)
-def mot_merge_config(recipe: Recipe, merge: MergeSpec) -> dict[str, Any]:
+def merge_config(recipe: Recipe, merge: MergeSpec, settings: Any = None) -> dict[str, Any]:
     """A plain mergekit YAML: `mergekit-yaml merge.yaml OUT` reproduces the merge as it is (adapter
     branches, as `student+adapter` references, also need `--lora-merge-cache DIR`)."""
     settings = recipe.mot.merge
@@ -149,8 +154,7 @@ def mot_merge_config(recipe: Recipe, merge: MergeSpec) -> dict[str, Any]:
     return config
 
 
-@hookimpl(trylast=True)
-def mot_run_merge(recipe: Recipe, step: Step) -> MergeResult:
+def run_merge(recipe: Recipe, step: Step, settings: Any = None) -> MergeResult:
     """`mergekit-yaml merge.yaml OUT` into a scratch directory, renamed into place when complete.
     Adapters are merged into the student in the merge's dtype, in a cache deleted afterwards."""
     scratch = step.output_dir.with_name(step.output_dir.name + ".partial")
@@ -176,7 +180,6 @@ def mot_run_merge(recipe: Recipe, step: Step) -> MergeResult:
     scratch.rename(step.output_dir)
     return MergeResult(merged=str(step.output_dir), method=step.config["merge_method"],
                        inputs=[m["model"] for m in step.config["models"]])
-
 
 
 def main(argv: list[str]) -> None:

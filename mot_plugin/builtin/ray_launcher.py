@@ -16,13 +16,16 @@ import socket
 import threading
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from mot_plugin.atomic import read_json, remove_tree
-from mot_plugin.builtin.axolotl_branch import BRANCH_ENV, branch_command, branch_result
 from mot_plugin.hookspecs import hookimpl
 from mot_plugin.process import StepFailed, run_logged
 from mot_plugin.recipe import Recipe, RecipeError
+from mot_plugin.registry import Launcher, validated
 from mot_plugin.results import BranchResult
 from mot_plugin.steps import Step
+from mot_plugin.train_command import BRANCH_ENV, branch_command, branch_result
 
 PASSED_ENV = ("PYTHONPATH", "HF_HOME", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE",
               "AXOLOTL_DO_NOT_TRACK", "WANDB_MODE", "WANDB_DISABLED")
@@ -33,18 +36,38 @@ _remote: list[Any] = []
 """`run_branch_task` as a Ray remote function, made once per connection."""
 
 
-def _uses_ray(recipe: Recipe) -> bool:
-    return recipe.mot.launch.launcher == "ray"
+class RaySettings(BaseModel):
+    """The Ray launcher's settings (`mot.launch.ray`): each branch is a Ray task."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    address: str | None = None
+    """An existing cluster (`auto`, `ray://host:10001`, `host:6379`); unset: start a local one."""
+    num_cpus: float = Field(default=1, ge=0)
+    """CPUs each branch task asks for."""
+    num_gpus: float = Field(default=0, ge=0)
+    """GPUs each branch task asks for (Ray sets CUDA_VISIBLE_DEVICES for the task)."""
+    max_retries: int = Field(default=2, ge=0)
+    """How often a branch whose worker died is run again."""
+
+
+def settings_of(recipe: Recipe) -> RaySettings:
+    """The recipe's `mot.launch.ray` block (validated when the recipe was checked)."""
+    return validated(RaySettings, (recipe.mot.launch.model_extra or {}).get("ray"), "mot.launch.ray")
 
 
 def _ray_installed() -> bool:
     return importlib.util.find_spec("ray") is not None
 
 
-@hookimpl
-def mot_check_recipe(recipe: Recipe) -> None:
-    if _uses_ray(recipe) and not _ray_installed():
+def check(recipe: Recipe, settings: RaySettings) -> None:
+    if not _ray_installed():
         raise RecipeError("mot.launch.launcher: ray needs the ray package (pip install 'mot-plugin[ray]')")
+
+
+@hookimpl
+def mot_register(register) -> None:
+    register(Launcher("ray", run_branch=run_branch, settings=RaySettings, check=check))
 
 
 def _connect(recipe: Recipe) -> Any:
@@ -57,7 +80,7 @@ def _connect(recipe: Recipe) -> Any:
         if not ray.is_initialized():
             env = {name: os.environ[name] for name in PASSED_ENV if name in os.environ}
             env.update(BRANCH_ENV)
-            address = recipe.mot.launch.ray.address
+            address = settings_of(recipe).address
             # unset address: a new local Ray for this run (never one found on the machine), on loopback,
             # without a dashboard
             local = {} if address else {"include_dashboard": False, "_node_ip_address": "127.0.0.1"}
@@ -93,20 +116,16 @@ def run_branch_task(recipe: Recipe, step: Step) -> BranchResult:
     port = _free_port() if recipe.mot.launch.processes > 1 else recipe.mot.launch.port
     step.record_where(launcher="ray", host=socket.gethostname(), node_ip=ray.util.get_node_ip_address(),
                       worker_pid=os.getpid(), task_id=task_id, attempt=attempt,
-                      gpus=os.environ.get("CUDA_VISIBLE_DEVICES") if recipe.mot.launch.ray.num_gpus else None,
+                      gpus=os.environ.get("CUDA_VISIBLE_DEVICES") if settings_of(recipe).num_gpus else None,
                       port=port if recipe.mot.launch.processes > 1 else None)
     remove_tree(step.output_dir, recipe.run_dir)
     run_logged(step.id, branch_command(recipe, step, port), step.log_path, env=BRANCH_ENV)
     return branch_result(step)
 
 
-@hookimpl
-def mot_run_branch(recipe: Recipe, step: Step) -> BranchResult | None:
+def run_branch(recipe: Recipe, step: Step, settings: RaySettings) -> BranchResult:
     """The branch as a Ray task with `launch.ray`'s resources; blocks this runner thread until it ends."""
-    if not _uses_ray(recipe):
-        return None
     ray = _connect(recipe)
-    settings = recipe.mot.launch.ray
     task = _remote[0].options(
         num_cpus=settings.num_cpus, num_gpus=settings.num_gpus, max_retries=settings.max_retries,
         retry_exceptions=False, name=f"mot:{step.id}")

@@ -22,13 +22,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from mot_plugin.atomic import read_json, remove_tree, write_text
-from mot_plugin.builtin.axolotl_branch import BRANCH_ENV, branch_command, branch_result
 from mot_plugin.hookspecs import hookimpl
 from mot_plugin.process import StepFailed
-from mot_plugin.recipe import Recipe, RecipeError
+from mot_plugin.recipe import Line, Recipe, RecipeError
+from mot_plugin.registry import Launcher, validated
 from mot_plugin.results import BranchResult
 from mot_plugin.steps import Step
+from mot_plugin.train_command import BRANCH_ENV, branch_command, branch_result
 
 SCRIPT_FILE = "job.sh"
 EXIT_FILE = "job.exitcode"
@@ -48,14 +51,39 @@ _active_lock = threading.Lock()
 _atexit_registered = False
 
 
-def _slurm(recipe: Recipe) -> bool:
-    return recipe.mot.launch.launcher == "slurm"
+class SlurmSettings(BaseModel):
+    """The Slurm launcher's settings (`mot.launch.slurm`): one `sbatch` job per branch, its script
+    kept in the branch's directory."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    sbatch_args: list[Line] = []
+    """Extra `sbatch` options, for example `--partition=gpu`, `--gres=gpu:8`, `--time=04:00:00`."""
+    setup: list[Line] = []
+    """Shell lines run in the job before the branch (for example `source /path/to/venv/bin/activate`)."""
+    poll_seconds: float = Field(default=5, gt=0)
+    """How often `squeue` is asked whether a job has ended."""
+
+
+def settings_of(recipe: Recipe) -> SlurmSettings:
+    """The recipe's `mot.launch.slurm` block (validated when the recipe was checked)."""
+    return validated(SlurmSettings, (recipe.mot.launch.model_extra or {}).get("slurm"), "mot.launch.slurm")
+
+
+def check(recipe: Recipe, settings: SlurmSettings) -> None:
+    if not (shutil.which("sbatch") and shutil.which("squeue")):
+        raise RecipeError("mot.launch.launcher: slurm needs sbatch and squeue on PATH")
+
+
+def describe(recipe: Recipe, step: Step, settings: SlurmSettings) -> list[str]:
+    """What `mot plan` shows: the job script of the first branch."""
+    return [f"job script of {step.id} (every branch's differs only in its paths):",
+            *(f"  {line}" for line in job_script(recipe, step, Path.cwd(), job_env()).splitlines())]
 
 
 @hookimpl
-def mot_check_recipe(recipe: Recipe) -> None:
-    if _slurm(recipe) and not (shutil.which("sbatch") and shutil.which("squeue")):
-        raise RecipeError("mot.launch.launcher: slurm needs sbatch and squeue on PATH")
+def mot_register(register) -> None:
+    register(Launcher("slurm", run_branch=run_branch, settings=SlurmSettings, check=check, describe=describe))
 
 
 def _exit_path(step: Step) -> Path:
@@ -87,7 +115,7 @@ def _sbatch_arg(arg: str) -> str:
 
 def job_script(recipe: Recipe, step: Step, workdir: Path, env: dict[str, str]) -> str:
     """The text of a branch's batch script."""
-    slurm = recipe.mot.launch.slurm
+    slurm = settings_of(recipe)
     exit_file = _exit_path(step).absolute()
     command = " ".join('"$MOT_PORT"' if arg == _PORT else shlex.quote(arg)
                        for arg in branch_command(recipe, step, _PORT))  # type: ignore[arg-type]
@@ -216,7 +244,7 @@ def submit(recipe: Recipe, step: Step) -> str:
 
 def wait(recipe: Recipe, step: Step, job_id: str, where: dict[str, Any]) -> None:
     """Poll `squeue` every `poll_seconds` until the job is gone; record its node once it runs."""
-    poll = recipe.mot.launch.slurm.poll_seconds
+    poll = settings_of(recipe).poll_seconds
     failing_since: float | None = None
     while True:
         try:
@@ -259,11 +287,8 @@ def outcome(step: Step, job_id: str) -> BranchResult:
     raise StepFailed(f"{step.id} failed (Slurm job {job_id}, {', '.join(how)}); see {step.log_path}")
 
 
-@hookimpl
-def mot_run_branch(recipe: Recipe, step: Step) -> BranchResult | None:
+def run_branch(recipe: Recipe, step: Step, settings: SlurmSettings) -> BranchResult:
     """The Slurm launcher: the branch is one `sbatch` job; wait for it, then read its result."""
-    if not _slurm(recipe):
-        return None
     if cancel_orphan(step):
         remove_tree(step.output_dir, recipe.run_dir)  # what the orphan wrote after the runner cleared it
     job_id = submit(recipe, step)
