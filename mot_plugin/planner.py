@@ -19,7 +19,7 @@ import pluggy
 from mot_plugin.datahash import DataHashes
 from mot_plugin.recipe import Recipe, Teacher
 from mot_plugin.registry import collect
-from mot_plugin.steps import BranchSpec, EvalSpec, MergeSpec, PrepareSpec, Step
+from mot_plugin.steps import BranchSpec, EvalSpec, MergeSpec, PrepareSpec, Step, markers
 
 
 @dataclass(frozen=True)
@@ -151,7 +151,7 @@ class _Planner:
             deps.append(self.prepare(spec, config).id)
         return self._add(Step(
             id=step_id, kind="branch", spec=spec, config=config, config_path=directory / "axolotl.yaml",
-            log_path=directory / "train.log", marker_path=directory / "done.json",
+            log_path=directory / "train.log", **markers(directory),
             fingerprint=fingerprint(config if start else {**config, "mot_student": self._content(spec.student)},
                                     [start] if start else [], self.run_dir), deps=tuple(deps),
         ))
@@ -167,7 +167,7 @@ class _Planner:
             tokenization = {k: v for k, v in config.items() if k not in PER_BRANCH_KEYS}
             self.prepared[name] = self._add(Step(
                 id=spec.step_id, kind="prepare", spec=spec, config=config, config_path=directory / f"{name}.yaml",
-                log_path=directory / f"{name}.log", marker_path=directory / f"{name}.done.json",
+                log_path=directory / f"{name}.log", **markers(directory, f"{name}."),
                 fingerprint=fingerprint(tokenization, [], self.run_dir),
             ))
         return self.prepared[name]
@@ -180,7 +180,7 @@ class _Planner:
         config = self.hook.mot_merge_config(recipe=self.recipe, merge=spec)
         return self._add(Step(
             id=step_id, kind="merge", spec=spec, config=config, config_path=directory / "merge.yaml",
-            log_path=directory / "merge.log", marker_path=directory / "merge.done.json",
+            log_path=directory / "merge.log", **markers(directory, "merge."),
             fingerprint=fingerprint(config, branches, self.run_dir), deps=tuple(b.id for b in branches),
         ))
 
@@ -198,7 +198,7 @@ class _Planner:
             config["plugins"] = list(self.recipe.mot.plugins)
         return self._add(Step(
             id=spec.step_id, kind="eval", spec=spec, config=config, config_path=directory / "eval.yaml",
-            log_path=directory / "eval.log", marker_path=directory / "done.json",
+            log_path=directory / "eval.log", **markers(directory),
             fingerprint=fingerprint({**config, "mot_contents": [self._content(settings.data)]
                                      + ([] if model else [self._content(spec.model)])}, [model] if model else [],
                                     self.run_dir),

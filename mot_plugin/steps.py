@@ -81,6 +81,13 @@ class PrepareSpec:
     """The teacher's prepared-data directory, named after its files' content hash."""
 
 
+def markers(directory: Path, prefix: str = "") -> dict[str, Path]:
+    """A step's state files in `directory`: `<prefix>done.json`, `<prefix>failed.json`, `<prefix>where.json`
+    (the keyword arguments `Step` takes for them)."""
+    return {"marker_path": directory / f"{prefix}done.json", "failed_path": directory / f"{prefix}failed.json",
+            "where_path": directory / f"{prefix}where.json"}
+
+
 @dataclass(frozen=True)
 class Step:
     """A unit of work with the exact config file it needs and where its results go."""
@@ -93,6 +100,10 @@ class Step:
     log_path: Path
     marker_path: Path
     """Written last and atomically when the step has finished; holds its fingerprint and result."""
+    failed_path: Path
+    """Written when the step's last attempt failed: its fingerprint and the error."""
+    where_path: Path
+    """Where the step runs (host, devices, job id), as its launcher recorded it."""
     fingerprint: str
     """Hash of the config and of the steps it depends on: a changed value means run again."""
     deps: tuple[str, ...] = ()
@@ -110,15 +121,6 @@ class Step:
     @property
     def output_dir(self) -> Path:
         return self.spec.output_dir
-
-    @property
-    def failed_path(self) -> Path:
-        return self.marker_path.with_name(self.marker_path.name.replace("done", "failed"))
-
-    @property
-    def where_path(self) -> Path:
-        """Where the step runs (host, devices, job id), as its launcher recorded it."""
-        return self.marker_path.with_name(self.marker_path.name.replace("done", "where"))
 
     def record_where(self, **where: Any) -> None:
         """For launchers: record where the step runs, for `mot status`."""

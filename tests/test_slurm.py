@@ -25,7 +25,7 @@ from mot_plugin.builtin import slurm_launcher
 from mot_plugin.planner import plan_run
 from mot_plugin.plugins import plugin_manager
 from mot_plugin.recipe import Launch, RecipeError, load_recipe
-from mot_plugin.steps import Step
+from mot_plugin.steps import Step, markers
 
 ROOT = Path(__file__).parents[1]
 SKIP_ENV = "MOT_SKIP_SLURM"
@@ -218,7 +218,7 @@ def test_orphaned_job_is_cancelled_before_resubmitting(slurm, tmp_path, monkeypa
     monkeypatch.setenv("SLURM_CONF", slurm["SLURM_CONF"])
     branch = tmp_path / "round-01/branch-x"
     step = Step(id="round-01/branch-x", kind="branch", spec=None, config={}, config_path=branch / "axolotl.yaml",
-                log_path=branch / "train.log", marker_path=branch / "done.json", fingerprint="f")
+                log_path=branch / "train.log", **markers(branch), fingerprint="f")
 
     def sleeper(name: str) -> str:
         return subprocess.run(["sbatch", "--parsable", f"--job-name={name}", f"--output={tmp_path}/%j.out",
