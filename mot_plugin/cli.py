@@ -120,7 +120,7 @@ def _preview(recipe_path: str) -> None:
     """`mot plan --preview`: the plan of a recipe whose inputs may not be here yet."""
     from mot_plugin.inputs import recipe_inputs
 
-    notes = []
+    notes, recipe = [], None
     try:
         recipe = load_recipe(recipe_path, check_files=False)
         pm = plugin_manager(())
@@ -130,7 +130,11 @@ def _preview(recipe_path: str) -> None:
             notes.append(f"note: `mot run` here would refuse it: {err}")
         the_plan = plan_run(recipe, pm.hook)
     except RecipeError as err:
-        fail(str(err) if str(err).startswith(recipe_path) else f"{recipe_path}: {err}", 2)
+        message = str(err) if str(err).startswith(recipe_path) else f"{recipe_path}: {err}"
+        if recipe is not None and recipe.mot.plugins:
+            message += (f" (--preview imports none of mot.plugins: {', '.join(recipe.mot.plugins)}; "
+                        f"`mot check {recipe_path}` lists what they are, `mot plan {recipe_path}` imports them)")
+        fail(message, 2)
     _print_plan(the_plan, collect(pm.hook))
     for line in notes:
         click.echo(line)

@@ -150,6 +150,17 @@ def test_preview_imports_no_recipe_plugin(toy, tmp_path, monkeypatch):
     assert "0 local input(s) missing" in preview.output and not (tmp_path / "run").exists()
 
 
+def test_preview_of_a_plugin_baseline_says_why_it_is_unknown(toy, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    data = recipe_data(toy, tmp_path / "run", plugins=["tests.example_plugins.subset_baseline"])
+    data["mot"]["baselines"] = [{"subset": {"teachers": [data["mot"]["teachers"][0]["name"]]}}]
+    preview = CliRunner().invoke(main, ["plan", "--preview", str(write_recipe(tmp_path / "r.yaml", data))])
+    assert preview.exit_code == 2 and len(preview.output.strip().splitlines()) == 1, preview.output
+    assert "unknown baseline 'subset'" in preview.output
+    assert "--preview imports none of mot.plugins: tests.example_plugins.subset_baseline" in preview.output
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.slow
 def test_init_and_preview_from_an_installed_wheel(tmp_path):
     """The shipped recipes come from the installed package, not the source tree."""
