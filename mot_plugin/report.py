@@ -154,6 +154,7 @@ def collect_metrics(plan: Plan) -> dict[str, Any]:
         "steps_per_round": mot.steps_per_round,
         "seed": mot.seed,
         "merge": mot.merge.method,
+        "merge_executor": mot.merge.executor,
         "baseline_budget": mot.baseline_budget,
         "eval": mot.eval.model_dump(mode="json") if mot.eval else None,
         "mot": rounds,

@@ -60,7 +60,7 @@ def _header(metrics: dict[str, Any]) -> list[str]:
     lines = [f"# MoT report: {Path(metrics['run_dir']).name}", "",
              f"- student: `{metrics['student']}`; teachers: {', '.join(metrics['teachers'])}",
              f"- {metrics['rounds']} rounds x {metrics['steps_per_round']} steps per branch; "
-             f"merge: {metrics['merge']}; baseline budget: {metrics['baseline_budget']}"]
+             f"merge: {metrics['merge']} ({metrics.get('merge_executor', 'mergekit')}); baseline budget: {metrics['baseline_budget']}"]
     ev = metrics["eval"]
     if ev:
         decoding = "greedy" if ev["samples"] == 1 else f"{ev['samples']} samples at temperature {ev['temperature']}"
