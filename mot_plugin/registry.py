@@ -21,6 +21,7 @@ from mot_plugin.recipe import Recipe, RecipeError, validation_message
 if TYPE_CHECKING:
     import pluggy
 
+    from mot_plugin.results import BranchResult, MergeResult
     from mot_plugin.steps import MergeSpec, Step
 
 
@@ -35,8 +36,8 @@ class Launcher:
     """Where a branch trains (`launch.launcher: <name>`; settings in `launch.<name>`)."""
 
     name: str
-    run_branch: Callable[[Recipe, "Step", Any], dict]
-    """Train the branch of `step` (see `mot_run_branch`); return its result; raise `StepFailed`."""
+    run_branch: Callable[[Recipe, "Step", Any], "BranchResult | dict"]
+    """Train the branch of `step` (see `mot_run_branch`); return its `BranchResult`; raise `StepFailed`."""
     settings: type[BaseModel] = NoSettings
     check: Callable[[Recipe, Any], None] | None = None
     """Refuse a recipe this launcher cannot run here (raise `RecipeError`); called before planning."""
@@ -52,8 +53,8 @@ class MergeExecutor:
     name: str
     config: Callable[[Recipe, "MergeSpec", Any], dict]
     """The merge's config (written to `merge.yaml`: it must describe the merge as it runs)."""
-    run: Callable[[Recipe, "Step", Any], dict]
-    """Merge as `step.config_path` says into `step.output_dir`; return a result dict."""
+    run: Callable[[Recipe, "Step", Any], "MergeResult | dict"]
+    """Merge as `step.config_path` says into `step.output_dir`; return its `MergeResult`."""
     settings: type[BaseModel] = NoSettings
     check: Callable[[Recipe, Any], None] | None = None
 
