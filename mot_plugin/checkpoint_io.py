@@ -13,13 +13,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from itertools import groupby
 
 from mot_plugin.adapters import DTYPE_BYTES, adapter_bytes, weight_shapes
-
-if TYPE_CHECKING:
-    from mot_plugin.planner import Plan
-    from mot_plugin.steps import Step
+from mot_plugin.planner import Plan, human_bytes, weights_bytes
+from mot_plugin.steps import Step
 
 KINDS = {"branch": ("branches", "read", "write"), "merge": ("merge", "reads", "writes"),
          "eval": ("evaluations", "read", "write")}
@@ -41,14 +39,15 @@ def student_params(student: str) -> tuple[int, int] | None:
     shapes = weight_shapes(path) if path.is_dir() else {}
     if not shapes:
         return None
-    return sum(math.prod(shape) for shape in shapes.values()), sum(f.stat().st_size for f in path.glob("*.safetensors"))
+    return sum(math.prod(shape) for shape in shapes.values()), weights_bytes(path)
 
 
-def round_io(plan: Plan) -> dict[int, dict[str, KindIO]] | None:
+def round_io(plan: Plan, found: tuple[int, int] | None = None) -> dict[int, dict[str, KindIO]] | None:
     """Per round (0: the student's evaluation and the baselines), per kind of step: the bytes read and
-    written. None when the student is not a local safetensors checkpoint (a hub id, or missing)."""
+    written. None when the student is not a local safetensors checkpoint (a hub id, or missing).
+    `found`: the student's `student_params`, when the caller has them."""
     recipe = plan.recipe
-    found = student_params(recipe.student)
+    found = found or student_params(recipe.student)
     if found is None:
         return None
     params, student_bytes = found
@@ -92,12 +91,11 @@ def _step_io(step: Step, sizes: dict[str, int], student: str, params: int, branc
 
 def describe(plan: Plan) -> list[str]:
     """Lines for `mot plan`: each round's checkpoint reads and writes (identical rounds folded)."""
-    from mot_plugin.planner import human_bytes
-
-    rounds = round_io(plan)
+    found = student_params(plan.recipe.student)
+    rounds = round_io(plan, found)
     if rounds is None:
         return ["checkpoint I/O: unknown (the student is not a local safetensors checkpoint)"]
-    params, _ = student_params(plan.recipe.student)
+    params, _ = found
     saved = plan.recipe.train_dtype or "the student's dtype"
     lines = [f"checkpoint I/O ({params / 1e6:.1f}M parameters; branches save {saved}, merges their out_dtype):"]
 
@@ -114,17 +112,11 @@ def describe(plan: Plan) -> list[str]:
         written = sum(io.written for io in kinds.values())
         return f"{'; '.join(parts)}: {human_bytes(read)} read, {human_bytes(written)} written"
 
-    texts = {r: line(kinds) for r, kinds in sorted(rounds.items()) if r > 0}
-    numbers = sorted(texts)
-    start = 0
-    while start < len(numbers):
-        end = start
-        while end + 1 < len(numbers) and texts[numbers[end + 1]] == texts[numbers[start]]:
-            end += 1
-        first, last = numbers[start], numbers[end]
-        label = f"round {first}" if first == last else f"rounds {first}-{last}, each"
-        lines.append(f"  {label}: {texts[first]}")
-        start = end + 1
+    texts = [(r, line(kinds)) for r, kinds in sorted(rounds.items()) if r > 0]
+    for text, same in groupby(texts, key=lambda item: item[1]):  # consecutive identical rounds fold
+        numbers = [r for r, _ in same]
+        label = f"round {numbers[0]}" if len(numbers) == 1 else f"rounds {numbers[0]}-{numbers[-1]}, each"
+        lines.append(f"  {label}: {text}")
     if 0 in rounds:
         lines.append(f"  student's evaluation and baselines: {line(rounds[0])}")
     return lines

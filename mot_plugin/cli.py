@@ -42,6 +42,11 @@ class _Refusing(click.Group):
             fail(f"{where}: {err.format_message()}", 2)
 
 
+def _located(err: Exception, source: str) -> str:
+    """The error's message, starting with the recipe file it is about."""
+    return str(err) if str(err).startswith(source) else f"{source}: {err}"
+
+
 def _plans(recipe_path: str | Path, seeds: tuple[int, ...] = (), check_files: bool = True,
            run_dir: Path | None = None) -> tuple[list[Plan], object]:
     """The plan of the recipe, or with `seeds` one plan per seed (each in `<run_dir>/seed-N`). With
@@ -59,7 +64,7 @@ def _plans(recipe_path: str | Path, seeds: tuple[int, ...] = (), check_files: bo
             pm.hook.mot_check_recipe(recipe=one)
             plans.append(plan_run(one, pm.hook))  # a baseline may refuse its settings while it plans
         except RecipeError as err:
-            raise RecipeError(str(err) if str(err).startswith(one.source) else f"{one.source}: {err}") from None
+            raise RecipeError(_located(err, one.source)) from None
     if check_files:
         found = [line for the_plan in plans for line in check_branch_configs(the_plan)]
         for line in dict.fromkeys([*notes(plans[0].recipe), *found]):
@@ -130,7 +135,7 @@ def _preview(recipe_path: str) -> None:
             notes.append(f"note: `mot run` here would refuse it: {err}")
         the_plan = plan_run(recipe, pm.hook)
     except RecipeError as err:
-        message = str(err) if str(err).startswith(recipe_path) else f"{recipe_path}: {err}"
+        message = _located(err, recipe_path)
         if recipe is not None and recipe.mot.plugins:
             message += (f" (--preview imports none of mot.plugins: {', '.join(recipe.mot.plugins)}; "
                         f"`mot check {recipe_path}` lists what they are, `mot plan {recipe_path}` imports them)")

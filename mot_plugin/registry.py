@@ -195,7 +195,7 @@ class Selected:
         self.registry.check(recipe)
 
     @hookimpl(trylast=True)
-    def mot_run_branch(self, recipe: Recipe, step: "Step") -> dict:
+    def mot_run_branch(self, recipe: Recipe, step: "Step") -> "BranchResult | dict":
         launcher, settings = self.registry.launcher(recipe)
         return launcher.run_branch(recipe, step, settings)
 
@@ -205,6 +205,6 @@ class Selected:
         return executor.config(recipe, merge, settings)
 
     @hookimpl(trylast=True)
-    def mot_run_merge(self, recipe: Recipe, step: "Step") -> dict:
+    def mot_run_merge(self, recipe: Recipe, step: "Step") -> "MergeResult | dict":
         executor, settings = self.registry.merge_executor(recipe)
         return executor.run(recipe, step, settings)

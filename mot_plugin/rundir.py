@@ -165,9 +165,10 @@ class StepStatus:
     """A finished branch whose weights were deleted once merged."""
 
 
-def read_result(step: Step) -> StepResult | None:
-    """The result in a finished step's marker, typed; None when the step has no marker."""
-    marker = read_json(step.marker_path)
+def read_result(step: Step, marker: dict | None = None) -> StepResult | None:
+    """The result in a finished step's marker (`marker`: its content, when read already), typed; None
+    when the step has no marker."""
+    marker = read_json(step.marker_path) if marker is None else marker
     return None if marker is None else parse_result(step.kind, marker.get("result") or {}, str(step.marker_path))
 
 
@@ -181,10 +182,10 @@ def status_rows(plan: Plan) -> list[StepStatus]:
         state = step_state(step)
         if step.id in running and state != "done":
             state = "running"
-        marker = read_json(step.marker_path) or {}
+        marker = read_json(step.marker_path)
         failed = read_json(step.failed_path) or {}
         rows.append(StepStatus(
-            step=step.id, state=state, seconds=marker.get("seconds"), result=read_result(step),
+            step=step.id, state=state, seconds=(marker or {}).get("seconds"), result=read_result(step, marker),
             error=failed.get("error"), log=str(step.log_path), where=read_json(step.where_path) or {},
             progress=last_progress(step.log_path) if state == "running" else None,
             pruned=state == "done" and step.kind == "branch" and not step.output_dir.exists()))

@@ -58,13 +58,18 @@ def test_entry_point_discovery(tmp_path, monkeypatch):
     assert pm.get_plugin("example").__name__ == "example_plugin"
 
 
-def test_misspelled_hook_fails_loudly(tmp_path, monkeypatch):
-    (tmp_path / "typo_plugin.py").write_text(
-        "from mot_plugin.hookspecs import hookimpl\n\n"
-        "@hookimpl\ndef mot_branch_confg(recipe, branch):\n    return {}\n")
+def _plugin_module(tmp_path, monkeypatch, name: str, source: str) -> str:
+    """A plugin module `name` with `source`, importable for this test."""
+    (tmp_path / f"{name}.py").write_text(source)
     monkeypatch.syspath_prepend(str(tmp_path))
+    return name
+
+
+def test_misspelled_hook_fails_loudly(tmp_path, monkeypatch):
+    module = _plugin_module(tmp_path, monkeypatch, "typo_plugin", "from mot_plugin.hookspecs import hookimpl\n\n"
+                            "@hookimpl\ndef mot_branch_confg(recipe, branch):\n    return {}\n")
     with pytest.raises(RecipeError, match="typo_plugin.*mot_branch_confg"):
-        plugin_manager(["typo_plugin"])
+        plugin_manager([module])
 
 
 def test_trace_switch_prints_every_hook_call(toy, tmp_path, monkeypatch, capsys):
@@ -96,12 +101,11 @@ def test_every_hook_and_every_registry_is_called_in_one_run(toy, tmp_path):
 
 
 def test_a_name_registered_twice_is_one_error(tmp_path, monkeypatch):
-    (tmp_path / "twice_plugin.py").write_text(
-        "from mot_plugin.hookspecs import hookimpl\nfrom mot_plugin.registry import Launcher\n\n"
-        "@hookimpl\ndef mot_register(register):\n    register(Launcher('local', run_branch=print))\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
+    module = _plugin_module(tmp_path, monkeypatch, "twice_plugin",
+                            "from mot_plugin.hookspecs import hookimpl\nfrom mot_plugin.registry import Launcher\n\n"
+                            "@hookimpl\ndef mot_register(register):\n    register(Launcher('local', run_branch=print))\n")
     with pytest.raises(RecipeError, match="^mot_register: launcher 'local' is registered twice$"):
-        plugin_manager(["twice_plugin"])
+        plugin_manager([module])
 
 
 KIND_SECTIONS = {"launcher": "A launcher", "merge executor": "A merge executor", "baseline": "A baseline",
