@@ -1,5 +1,6 @@
-"""The Markdown report: every round and baseline with its 95% interval, merge gains, paired tests,
-merge diagnostics and training, and a summary that says when a difference is within the noise."""
+"""The Markdown report: every round and baseline with its 95% interval (overall and per slice), merge
+gains, paired tests, merge diagnostics and training, and a summary that says when a difference is
+within the noise."""
 
 from __future__ import annotations
 
@@ -115,6 +116,58 @@ def _baselines(metrics: dict[str, Any]) -> list[str]:
                   f"baseline wrong, c = the reverse; p is two-sided.{majority}", ""]
         lines += _with_run(["baseline", "MoT round", "problems", "b", "c", "McNemar p"], paired, lambda p: [
             p["baseline"], p["round"], p["problems"], p["b"], p["c"], f"{p['p']:.2g}"])
+        by_slice = [{**({"run": p["run"]} if "run" in p else {}), "baseline": p["baseline"], "slice": tag, **test}
+                    for p in paired for tag, test in (p.get("slices") or {}).items()]
+        if by_slice:
+            lines += ["", "The same test on each slice's problems:", ""]
+            lines += _with_run(["baseline", "slice", "problems", "b", "c", "McNemar p"], by_slice, lambda p: [
+                p["baseline"], p["slice"], p["problems"], p["b"], p["c"], f"{p['p']:.2g}"])
+    return lines
+
+
+def _tags(metrics: dict[str, Any]) -> dict[str, int | None]:
+    """Every slice (tag) an evaluation of the report has, in sorted order, with its number of problems."""
+    entries = [*metrics["mot"], *(b for r in metrics["mot"] for b in (r.get("branches") or {}).values()),
+               *metrics["baselines"].values()]
+    found = {tag: s.get("problems") for e in entries for tag, s in (e.get("slices") or {}).items()}
+    return dict(sorted(found.items()))
+
+
+def _evaluated(metrics: dict[str, Any]) -> list[tuple[str, dict]]:
+    """Every evaluated model of the report, named: the student, each round's branches and merged model,
+    each baseline."""
+    rows = []
+    for r in metrics["mot"]:
+        rows += [(f"round {r['round']} branch {t}", b) for t, b in (r.get("branches") or {}).items()]
+        rows.append(("student (round 0)" if not r["round"] else f"round {r['round']}" +
+                     (" merged" if r.get("branches") else ""), r))
+    return rows + [(f"baseline {name}", row) for name, row in metrics["baselines"].items()]
+
+
+def _slices(metrics: dict[str, Any]) -> list[str]:
+    """Accuracy on each slice (tag) for every evaluated model, and each merge's gain per slice."""
+    tags = _tags(metrics)
+    if not tags:
+        return []
+    accuracy = "mean ± std (per run)" if "runs" in metrics else "[95% CI]"
+    lines = ["", "## Accuracy by slice", "",
+             f"A slice is the eval problems carrying one tag (`tags` in the eval file); accuracy {accuracy} "
+             "on each slice's problems, next to the overall accuracy.", ""]
+    lines += _table(["model", "all", *(f"{tag} ({n} problem{'' if n == 1 else 's'})" for tag, n in tags.items())],
+                    [[name, _acc(row), *(_acc((row.get("slices") or {}).get(tag, {})) for tag in tags)]
+                     for name, row in _evaluated(metrics) if row.get("accuracy") is not None])
+    rounds = [r for r in metrics["mot"] if r.get("slice_merge_gain")]
+    if rounds:
+        teachers = list(rounds[0]["branches"])
+        lines += ["", "## Merge gain by slice", "",
+                  "Each round's merge against its branches on each slice: a merge that keeps less of what its "
+                  "branches learned shows here first.", ""]
+        lines += _table(["round", "slice", *(f"branch {t}" for t in teachers), "merged", "merged − mean branch",
+                         "merged − best branch"],
+                        [[r["round"], tag, *(_acc(((r["branches"].get(t) or {}).get("slices") or {}).get(tag, {}))
+                                             for t in teachers),
+                          _acc(r["slices"][tag]), _points(gain, "vs_mean"), _points(gain, "vs_best")]
+                         for r in rounds for tag, gain in r["slice_merge_gain"].items()])
     return lines
 
 
@@ -198,17 +251,28 @@ def _summary(metrics: dict[str, Any]) -> list[str]:
             line = (f"- MoT's final round {lead} the highest baseline, {name} at {_acc(row)} "
                     f"with {row['branch_steps']} branch-steps")
         out.append(line + _verdict(final, row, paired, several))
-    gains = [r["merge_gain"] for r in metrics["mot"] if (r.get("merge_gain") or {}).get("vs_mean") is not None]
-    if gains:
-        out.append(f"- the merge beat the mean of its branches in {sum(g['vs_mean'] > 0 for g in gains)} of "
-                   f"{len(gains)} rounds and the best branch in {sum(g['vs_best'] > 0 for g in gains)}")
+        for tag in _tags(metrics):
+            mine, theirs = ((entry.get("slices") or {}).get(tag) for entry in (final, row))
+            if mine and theirs and mine.get("accuracy") is not None and theirs.get("accuracy") is not None:
+                tests = [p["slices"][tag] for p in paired if tag in (p.get("slices") or {})]
+                out.append(f"- on slice `{tag}`: MoT's final round {_acc(mine)}, {name} {_acc(theirs)}"
+                           + _verdict(mine, theirs, tests, several))
+    for tag in ["", *_tags(metrics)]:
+        gains = [r["slice_merge_gain"].get(tag) if tag else r["merge_gain"] for r in metrics["mot"]
+                 if r.get("slice_merge_gain" if tag else "merge_gain")]
+        gains = [g for g in gains if (g or {}).get("vs_mean") is not None]
+        if gains:
+            out.append(f"- {f'on slice `{tag}`, ' if tag else ''}the merge beat the mean of its branches in "
+                       f"{sum(g['vs_mean'] > 0 for g in gains)} of {len(gains)} rounds and the best branch in "
+                       f"{sum(g['vs_best'] > 0 for g in gains)}")
     return out
 
 
 def render_markdown(metrics: dict[str, Any], plot_name: str | None) -> str:
-    """The report: every round, merge gains, baselines, paired tests, merge diagnostics, training,
-    and a summary."""
-    lines = _header(metrics) + _rounds(metrics) + _baselines(metrics) + _diagnostics(metrics) + _training(metrics)
+    """The report: every round, merge gains, baselines, paired tests, accuracy by slice, merge
+    diagnostics, training, and a summary."""
+    lines = (_header(metrics) + _rounds(metrics) + _baselines(metrics) + _slices(metrics) + _diagnostics(metrics)
+             + _training(metrics))
     lines += ["", "## Summary", ""] + _summary(metrics)
     if plot_name:
         lines += ["", f"![accuracy per round and training loss]({plot_name})"]

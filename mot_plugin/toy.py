@@ -179,6 +179,11 @@ def new_student(tok, seed: int):
     return model
 
 
+SKILL, KEPT = "skill", "kept"
+"""The eval file's tags: problems with a carry (the teachers' skill) and without one (what the student
+already solves, and must keep)."""
+
+
 def carries(a: int, b: int) -> bool:
     """Whether adding a and b carries a ten."""
     return a % 10 + b % 10 >= 10
@@ -213,6 +218,7 @@ def check_toy_dir(out_dir: str | Path, force: bool = False) -> None:
 def make_toy(out_dir: str | Path, *, n_train: int = 400, n_eval: int = 300, n_pretrain: int = 2000,
              pretrain_steps: int = PRETRAIN_STEPS, seed: int = 0, force: bool = False) -> dict[str, Path]:
     """Write the toy student, the teacher corpora and a held-out eval file under out_dir; return their paths.
+    Each held-out problem is tagged `skill` (it needs a carry) or `kept` (it does not).
 
     The student is pretrained for `pretrain_steps` steps on `n_pretrain` problems without a carry
     (disjoint from the teachers' and the held-out ones, see `pretraining_rows`), so it solves the
@@ -249,7 +255,8 @@ def _make_toy(out: Path, n_train: int, n_eval: int, n_pretrain: int, pretrain_st
     pretraining = pretraining_rows(generic, seed)
     texts += [r["messages"][1]["content"] for r in pretraining]
     paths["eval"] = out / "eval.jsonl"
-    _write_jsonl(paths["eval"], [{"prompt": p, "answer": str(a + b)} for p, a, b in held_out])
+    _write_jsonl(paths["eval"], [{"prompt": p, "answer": str(a + b), "tags": [SKILL if carries(a, b) else KEPT]}
+                                 for p, a, b in held_out])
     tok = tokenizer(texts)
     model = new_student(tok, seed)
     if pretrain_steps:
