@@ -85,17 +85,36 @@ def _rounds(metrics: dict[str, Any]) -> list[str]:
         "branch-steps (cumulative)", "tokens trained (cumulative)", "wall s (round)"], [
         [r["round"], _acc(r), _cell(r["unextracted"]), _cell(r["mean_response_tokens"]), _cell(r["train_loss"]),
          r["cumulative_branch_steps"], r["cumulative_tokens_trained"], r["seconds"]] for r in metrics["mot"]])
-    rounds = [r for r in metrics["mot"] if r.get("branches")]
-    if rounds:
-        teachers = list(rounds[0]["branches"])
-        lines += ["", "## Merge gain: each round's merge against its branches", "",
-                  "Each branch is evaluated on the same problems as the merged model; the gain is the merged "
-                  "model's accuracy minus the branches' mean, and minus the best branch's, in points.", ""]
-        lines += _table(["round", *(f"branch {t}" for t in teachers), "merged", "merged − mean branch",
-                         "merged − best branch"],
-                        [[r["round"], *(_acc(r["branches"].get(t, {})) for t in teachers), _acc(r),
-                          _points(r["merge_gain"], "vs_mean"), _points(r["merge_gain"], "vs_best")] for r in rounds])
-    return lines
+    return lines + _merge_gains(metrics, sliced=False)
+
+
+GAIN_SECTIONS = {
+    False: ("Merge gain: each round's merge against its branches",
+            "Each branch is evaluated on the same problems as the merged model; the gain is the merged model's "
+            "accuracy minus the branches' mean, and minus the best branch's, in points."),
+    True: ("Merge gain by slice", "Each round's merge against its branches on each slice: a merge that keeps less "
+                                  "of what its branches learned shows here first."),
+}
+
+
+def _merge_gains(metrics: dict[str, Any], sliced: bool) -> list[str]:
+    """Each round's merged model against its branches: one row per round, or (`sliced`) per round and slice."""
+    rounds = [r for r in metrics["mot"] if r.get("slice_merge_gain" if sliced else "branches")]
+    if not rounds:
+        return []
+    teachers = list(rounds[0]["branches"])
+
+    def on(entry: dict | None, tag: str | None) -> dict:
+        return ((entry or {}).get("slices") or {}).get(tag, {}) if tag else entry or {}
+
+    rows = [(r, tag, r["slice_merge_gain"][tag] if tag else r["merge_gain"])
+            for r in rounds for tag in (r["slice_merge_gain"] if sliced else [None])]
+    title, text = GAIN_SECTIONS[sliced]
+    header = ["round", *(["slice"] if sliced else []), *(f"branch {t}" for t in teachers), "merged",
+              "merged − mean branch", "merged − best branch"]
+    return ["", f"## {title}", "", text, ""] + _table(header, [
+        [r["round"], *([tag] if sliced else []), *(_acc(on(r["branches"].get(t), tag)) for t in teachers),
+         _acc(on(r, tag)), _points(gain, "vs_mean"), _points(gain, "vs_best")] for r, tag, gain in rows])
 
 
 def _baselines(metrics: dict[str, Any]) -> list[str]:
@@ -156,19 +175,7 @@ def _slices(metrics: dict[str, Any]) -> list[str]:
     lines += _table(["model", "all", *(f"{tag} ({n} problem{'' if n == 1 else 's'})" for tag, n in tags.items())],
                     [[name, _acc(row), *(_acc((row.get("slices") or {}).get(tag, {})) for tag in tags)]
                      for name, row in _evaluated(metrics) if row.get("accuracy") is not None])
-    rounds = [r for r in metrics["mot"] if r.get("slice_merge_gain")]
-    if rounds:
-        teachers = list(rounds[0]["branches"])
-        lines += ["", "## Merge gain by slice", "",
-                  "Each round's merge against its branches on each slice: a merge that keeps less of what its "
-                  "branches learned shows here first.", ""]
-        lines += _table(["round", "slice", *(f"branch {t}" for t in teachers), "merged", "merged − mean branch",
-                         "merged − best branch"],
-                        [[r["round"], tag, *(_acc(((r["branches"].get(t) or {}).get("slices") or {}).get(tag, {}))
-                                             for t in teachers),
-                          _acc(r["slices"][tag]), _points(gain, "vs_mean"), _points(gain, "vs_best")]
-                         for r in rounds for tag, gain in r["slice_merge_gain"].items()])
-    return lines
+    return lines + _merge_gains(metrics, sliced=True)
 
 
 def _diagnostics(metrics: dict[str, Any]) -> list[str]:
