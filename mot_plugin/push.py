@@ -35,7 +35,8 @@ def _model_files(model_dir: Path) -> dict[str, Path | bytes]:
 
 def uploads(plan: Plan, revisions: bool) -> list[Upload]:
     """What `mot push` commits: the final student with the recipe (as its author wrote it) and the
-    data hashes (paths as the recipe wrote them) on `main`; with `revisions`, each round's model."""
+    data hashes (paths as the recipe wrote them) on `main`; with `revisions`, each round's model with
+    the same recipe and hashes (`mot init --from REPO@round-NN` starts from any of them)."""
     merges = merge_steps(plan)
     final = merges[-1]
     if not (final.output_dir / "config.json").is_file():
@@ -44,12 +45,12 @@ def uploads(plan: Plan, revisions: bool) -> list[Upload]:
     run_dir, paths = plan.recipe.run_dir, Paths(plan)
     source = run_dir / SOURCE_FILE if (run_dir / SOURCE_FILE).is_file() else run_dir / RECIPE_FILE
     hashes = {paths.show(k): v for k, v in (read_json(run_dir / HASHES_FILE) or {}).items()}
-    main = {**_model_files(final.output_dir), "recipe.yaml": source,
-            "data.json": json.dumps(hashes, indent=2).encode()}
-    commits = [Upload("main", main, f"MoT student: round {final.round} of {run_dir.name}")]
+    published = {"recipe.yaml": source, "data.json": json.dumps(hashes, indent=2).encode()}
+    commits = [Upload("main", {**_model_files(final.output_dir), **published},
+                      f"MoT student: round {final.round} of {run_dir.name}")]
     if revisions:
-        commits += [Upload(f"round-{m.round:02d}", _model_files(m.output_dir), f"MoT round {m.round} of {run_dir.name}")
-                    for m in merges if m.output_dir.is_dir()]
+        commits += [Upload(f"round-{m.round:02d}", {**_model_files(m.output_dir), **published},
+                           f"MoT round {m.round} of {run_dir.name}") for m in merges if m.output_dir.is_dir()]
     return commits
 
 

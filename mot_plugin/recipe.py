@@ -195,6 +195,9 @@ class MotConfig(_Strict):
     shard_size: Annotated[str, Field(pattern=SIZE)] | Annotated[int, Field(ge=1)] = "5GB"
     """Largest safetensors file of a branch's or a merge's weights (`5GB`, `500MB`, `2GiB` or bytes);
     bigger checkpoints are written as several shards and an index."""
+    published: Line | None = None
+    """The input hashes of the shared run this recipe was started from (`mot init --from` writes
+    `NAME.published.json`): `mot plan` and `mot run` compare every input with them."""
 
     @field_validator("teachers")
     @classmethod
@@ -355,6 +358,8 @@ def parse_recipe(data: Any, *, source: str = "<recipe>") -> Recipe:
     update = {"teachers": teachers, "run_dir": str(_run_dir(mot.run_dir, f"{source}: mot.run_dir"))}
     if mot.eval:
         update["eval"] = mot.eval.model_copy(update={"data": str(Path(mot.eval.data).expanduser().absolute())})
+    if mot.published:
+        update["published"] = str(Path(mot.published).expanduser().absolute())
     mot = mot.model_copy(update=update)
     return Recipe(axolotl=shared, mot=mot, source=source)
 

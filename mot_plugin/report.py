@@ -8,6 +8,7 @@ Markdown is written by `report_md`, the plot by `report_plot`.
 from __future__ import annotations
 
 import statistics
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -88,19 +89,33 @@ def _merge_gain(merged: float | None, branches: dict[str, dict]) -> dict[str, An
             "vs_best": round(100 * (merged - scores[best]), 2), "best_branch": best}
 
 
-def _verdicts(step: Step) -> tuple[dict[int, bool], bool, dict[int, list[str]]] | None:
-    """Per problem: right or wrong (the majority of its samples, ties wrong), whether a majority was
-    taken, and per problem its tags; None without `samples.jsonl`."""
+@dataclass(frozen=True)
+class Verdicts:
+    """One evaluation's answers, problem by problem (from its `samples.jsonl`)."""
+
+    right: dict[int, bool]
+    """Per problem: right or wrong (the majority of its samples, ties wrong)."""
+    majority: bool
+    """Whether a majority of several samples was taken."""
+    tags: dict[int, list[str]]
+    prompts: dict[int, str]
+
+
+def verdicts(step: Step) -> Verdicts | None:
+    """The evaluation's answers problem by problem; None without `samples.jsonl`."""
     path = step.output_dir / "samples.jsonl"
     if not path.is_file():
         return None
     marks: dict[int, list[bool]] = {}
     tags: dict[int, list[str]] = {}
+    prompts: dict[int, str] = {}
     for _, row in read_jsonl(path, ValueError):
         if "problem" in row and "correct" in row:
-            marks.setdefault(int(row["problem"]), []).append(bool(row["correct"]))
-            tags[int(row["problem"])] = row.get("tags") or []
-    return ({p: 2 * sum(m) > len(m) for p, m in marks.items()}, any(len(m) > 1 for m in marks.values()), tags)
+            problem = int(row["problem"])
+            marks.setdefault(problem, []).append(bool(row["correct"]))
+            tags[problem], prompts[problem] = row.get("tags") or [], row.get("prompt", "")
+    return Verdicts({p: 2 * sum(m) > len(m) for p, m in marks.items()}, any(len(m) > 1 for m in marks.values()),
+                    tags, prompts)
 
 
 def _mcnemar(mine: dict[int, bool], theirs: dict[int, bool], problems: list[int]) -> dict[str, Any]:
@@ -109,24 +124,34 @@ def _mcnemar(mine: dict[int, bool], theirs: dict[int, bool], problems: list[int]
     return {"problems": len(problems), "b": b, "c": c, "p": mcnemar_exact(b, c)}
 
 
+def paired_test(mine: Verdicts, theirs: Verdicts) -> dict[str, Any]:
+    """Exact McNemar of two evaluations on the problems both answered (b: only `mine` right, c: only
+    `theirs`), and (`slices`) on each tag's problems when the eval rows carry tags."""
+    problems = sorted(mine.right.keys() & theirs.right.keys())
+    test = {**_mcnemar(mine.right, theirs.right, problems), "majority": mine.majority or theirs.majority}
+    tags = sorted({t for p in problems for t in mine.tags[p]})
+    if tags:
+        test["slices"] = {tag: _mcnemar(mine.right, theirs.right, [p for p in problems if tag in mine.tags[p]])
+                          for tag in tags}
+    return test
+
+
 def _paired(final: Step, baselines: list[Step], done: dict) -> list[dict[str, Any]]:
-    """MoT's final round against each baseline on the problems both answered: exact McNemar, overall
-    and (`slices`) on each tag's problems when the eval rows carry tags."""
-    mine = _verdicts(final) if final.id in done else None
+    """MoT's final round against each baseline, problem by problem (`paired_test`)."""
+    mine = verdicts(final) if final.id in done else None
     rows = []
     for step in baselines:
-        theirs = _verdicts(step) if step.id in done else None
-        if not mine or not theirs:
-            continue
-        problems = sorted(mine[0].keys() & theirs[0].keys())
-        row = {"baseline": step.spec.name, "round": final.round, **_mcnemar(mine[0], theirs[0], problems),
-               "majority": mine[1] or theirs[1]}
-        tags = sorted({t for p in problems for t in mine[2][p]})
-        if tags:
-            row["slices"] = {tag: _mcnemar(mine[0], theirs[0], [p for p in problems if tag in mine[2][p]])
-                             for tag in tags}
-        rows.append(row)
+        theirs = verdicts(step) if step.id in done else None
+        if mine and theirs:
+            rows.append({"baseline": step.spec.name, "round": final.round, **paired_test(mine, theirs)})
     return rows
+
+
+def evaluations(plan: Plan) -> dict[str, tuple[Step, dict[str, Any]]]:
+    """Every finished evaluation of the run by name (`round-01`, `round-01-branch-brief`, `union`, ...):
+    its step and its numbers as the report gives them."""
+    done = _results(plan)
+    return {s.spec.name: (s, _evaluation(s, done)) for s in plan.steps if s.kind == "eval" and s.id in done}
 
 
 def _diagnostics(merges: list[Step], done: dict) -> list[dict[str, Any]]:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from conftest import recipe_data, write_recipe
@@ -195,6 +196,12 @@ RECIPE_CASES = [
      "mot.eval.backend"),
     ("eval-string", S("mot.eval", "x"), "mot.eval"),
     ("eval-data-dir", S("mot.eval.data", lambda c: c.dir("evaldir")), "evaldir"),
+    ("published-missing-file", S("mot.published", "nope.published.json"), "nope.published.json: not found"),
+    ("published-not-json", S("mot.published", lambda c: c.file("p.json", "{")), "p.json: not JSON"),
+    ("published-no-inputs", S("mot.published", lambda c: c.file("p.json", "[]")), "needs `inputs`"),
+    ("published-bad-sha256", S("mot.published", lambda c: c.file("p.json", json.dumps(
+        {"inputs": {"base_model": {"path": "s", "sha256": "xyz"}}}))), "inputs.base_model: not a hash entry"),
+    ("published-int", S("mot.published", 5), "mot.published"),
     ("baselines-unknown", S("mot.baselines", ["nope"]), "mot.baselines.0"),
     ("baselines-string", S("mot.baselines", "single"), "mot.baselines"),
     ("baseline_budget-word", S("mot.baseline_budget", "x"), "mot.baseline_budget"),
@@ -295,6 +302,16 @@ CLI_CASES = [
      lambda c: evd(c, c.file("e.jsonl", [{"prompt": "x", "answer": "1", "tags": ""}])), "e.jsonl:1: 'tags'"),
     ("cli-eval-data-dir", lambda c: evd(c, c.dir("edir")), "edir"),
     ("eval-out-a-file", lambda c: ev(c, "--out", c.file("o", "x")), "--out"),
+    ("init-source-nonsense", lambda c: ["init", "w", "--from", "not a source!"],
+     "not a source!: neither a shipped recipe, a hub repository id (org/name[@revision]) nor a folder"),
+    ("init-folder-without-recipe", lambda c: ["init", "w", "--from", c.dir("pushed")], "no recipe.yaml"),
+    ("init-malformed-hashes", lambda c: [c.file("pub/recipe.yaml", yaml.safe_dump(c.good())),
+                                         c.file("pub/data.json", '{"a.jsonl": {"sha256": 1}}'), "init", "w",
+                                         "--from", str(c.tmp / "pub")][2:], "data.json: a.jsonl: not a hash entry"),
+    ("init-existing-without-force", lambda c: [c.file("w/toy.yaml", "mine\n"), "init", "w", "--from", "toy"][1:],
+     "--force"),
+    ("init-unknown-allow", lambda c: ["init", "w", "--from", c.dir("pushed"), "--allow", "nope"], "--allow: unknown kind"),
+    ("compare-not-a-run", lambda c: ["compare", "no-run", c.dir("emptyrun")], "no-run/recipe.yaml: not found"),
     ("status-missing", lambda c: ["status", "no-run"], "no-run"),
     ("status-no-recipe", lambda c: ["status", c.dir("emptyrun")], "emptyrun/recipe.yaml"),
     ("status-non-utf8", lambda c: ["status", c.run_dir(b"mot: caf\xe9\n")], "recipe.yaml:1"),

@@ -229,6 +229,8 @@ def test_push_commits_the_final_student_and_every_round(toy, tmp_path, monkeypat
     assert any(path.endswith("eval.jsonl") for path in hashes), "the eval file is content-fingerprinted too"
     assert Path(main_files["recipe.yaml"].path_or_fileobj).name == "recipe.source.yaml"
     assert "- round: 1" in ModelCard.load(commits["round-01"]["README.md"].path_or_fileobj).text
+    assert commits["round-01"]["data.json"].path_or_fileobj == main_files["data.json"].path_or_fileobj
+    assert commits["round-01"]["recipe.yaml"].path_or_fileobj == main_files["recipe.yaml"].path_or_fileobj
 
 
 def test_push_of_an_unfinished_run_is_refused(toy, tmp_path, monkeypatch):
