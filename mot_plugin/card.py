@@ -92,13 +92,21 @@ def _eval_results(metrics: dict, paths: Paths, rounds: list[int], baselines: boo
     data = paths.show(ev["data"])
     common = {"task_type": "text-generation", "task_name": "Text generation", "dataset_type": data,
               "dataset_name": Path(data).stem, "metric_type": "accuracy"}
-    results = [EvalResult(**common, metric_name=f"accuracy, round {row['round']}" + (" (student)" if not row["round"] else ""),
-                          metric_value=row["accuracy"])
-               for row in metrics["mot"] if row["round"] in rounds and row["accuracy"] is not None]
-    if baselines:
-        results += [EvalResult(**common, metric_name=f"accuracy, baseline {name}", metric_value=row["accuracy"])
-                    for name, row in metrics["baselines"].items() if row["accuracy"] is not None]
-    return results
+    scored = [(f"round {row['round']}" + (" (student)" if not row["round"] else ""), row)
+              for row in metrics["mot"] if row["round"] in rounds]
+    scored += [(f"baseline {name}", row) for name, row in metrics["baselines"].items()] if baselines else []
+    return [EvalResult(**common, metric_name=f"accuracy{on}, {name}", metric_value=value)
+            for name, row in scored
+            for on, value in [("", row["accuracy"]), *((f" on {tag}", s["accuracy"])
+                                                      for tag, s in (row.get("slices") or {}).items())]
+            if value is not None]
+
+
+def _slice_accuracies(entry: dict) -> str:
+    """` (skill 40.0%, kept 95.0%)`: an evaluation's accuracy per slice, or nothing without tags."""
+    slices = ", ".join(f"{tag} {100 * s['accuracy']:.1f}%" for tag, s in (entry.get("slices") or {}).items()
+                       if s.get("accuracy") is not None)
+    return f" ({slices})" if slices else ""
 
 
 def _front_matter(plan: Plan, metrics: dict, paths: Paths, name: str, results: list[EvalResult]) -> ModelCardData:
@@ -120,10 +128,11 @@ def _branch_rows(plan: Plan, merge: Step, metrics: dict) -> list[str]:
     lines = ["| teacher | steps | final train loss | tokens trained | accuracy |", "|---|---|---|---|---|"]
     for branch in merge.spec.branches:
         t = training.get((merge.round, branch.teacher.name), {})
-        accuracy = ((row.get("branches") or {}).get(branch.teacher.name) or {}).get("accuracy")
-        loss = t.get("final_train_loss")
+        evaluation = (row.get("branches") or {}).get(branch.teacher.name) or {}
+        accuracy, loss = evaluation.get("accuracy"), t.get("final_train_loss")
         lines.append(f"| {branch.teacher.name} | {t.get('steps', '–')} | {'–' if loss is None else f'{loss:.4f}'} | "
-                     f"{t.get('tokens_trained', '–')} | {'–' if accuracy is None else f'{100 * accuracy:.1f}%'} |")
+                     f"{t.get('tokens_trained', '–')} | "
+                     f"{'–' if accuracy is None else f'{100 * accuracy:.1f}%' + _slice_accuracies(evaluation)} |")
     return lines
 
 
@@ -141,7 +150,8 @@ def round_card(plan: Plan, merge: Step, metrics: dict) -> ModelCard:
             f"trained {merge.spec.branches[0].max_steps} steps; {_merged_by(plan)} merged them "
             f"into this model.", "",
             f"- round: {merge.round}", f"- parent: `{parent}`",
-            f"- accuracy: {'not evaluated' if accuracy is None else f'{100 * accuracy:.1f}%'}", "",
+            f"- accuracy: {'not evaluated' if accuracy is None else f'{100 * accuracy:.1f}%' + _slice_accuracies(row)}",
+            "",
             "## Branches", "", *_branch_rows(plan, merge, metrics)]
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body) + "\n")
 
