@@ -205,10 +205,15 @@ def test_evaluations_and_baselines_recorded(with_baselines):
     assert len(samples) == 4 and all("response" in json.loads(line) for line in samples)
 
 
-def test_every_evaluation_is_scored_per_slice(with_baselines):
+def test_every_evaluation_is_scored_per_slice(with_baselines, toy):
     """The toy's eval rows are tagged `skill` (a carry) or `kept`: each evaluation's slices are its own
     samples' verdicts counted per tag, with intervals, in metrics.json and the report."""
+    from collections import Counter
+
+    from mot_plugin.grading import load_eval_file
     from mot_plugin.stats import wilson_interval
+
+    counts = Counter(tag for row in load_eval_file(toy["eval"])[:4] for tag in row["tags"])  # the run's limit: 4
 
     metrics = json.loads((with_baselines / "metrics.json").read_text())
     evaluated = {f"round-{r['round']:02d}": r for r in metrics["mot"]} | metrics["baselines"]
@@ -221,9 +226,10 @@ def test_every_evaluation_is_scored_per_slice(with_baselines):
             assert (entry["accuracy"], entry["problems"]) == (sum(marks) / len(marks), len(marks)), (name, tag)
             assert entry["ci"] == [round(v, 4) for v in wilson_interval(sum(marks), len(marks))]
         assert sum(e["accuracy"] * e["problems"] for e in row["slices"].values()) == pytest.approx(4 * row["accuracy"])
-    assert {tag: p["problems"] for tag, p in metrics["paired"][0]["slices"].items()} == {"kept": 3, "skill": 1}
+    assert {tag: p["problems"] for tag, p in metrics["paired"][0]["slices"].items()} == counts
     report = (with_baselines / "report.md").read_text()
-    assert "| model | all | kept (3 problems) | skill (1 problem) |" in report
+    header = " | ".join(f"{tag} ({n} problem{'' if n == 1 else 's'})" for tag, n in sorted(counts.items()))
+    assert f"| model | all | {header} |" in report
     assert "| baseline oneshot |" in report.split("## Accuracy by slice")[1]
 
 
