@@ -119,6 +119,8 @@ def find(recipe: Recipe, folder: Path) -> list[Finding]:
                 out.append(Finding("contacts", "hub", f"{where}.path", path, "hub dataset, no revision pinned"))
     if mot.eval:
         out.append(_local("reads", "mot.eval.data", mot.eval.data, folder))
+    if recipe.validation:
+        out.append(_local("reads", "mot.eval.validation", recipe.validation, folder))
     out.append(_local("writes", "mot.run_dir", str(recipe.run_dir), folder))
     launch = mot.launch
     if launch.launcher == "ray":

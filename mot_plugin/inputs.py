@@ -37,4 +37,6 @@ def recipe_inputs(recipe: Recipe) -> list[Input]:
                 found.append(Input(f"mot.teachers.{i}.datasets.{j}.path", path, Path(path).is_absolute()))
     if recipe.mot.eval:
         found.append(Input("mot.eval.data", recipe.mot.eval.data, True))
+    if recipe.validation:
+        found.append(Input("mot.eval.validation", recipe.validation, True))
     return found
