@@ -56,6 +56,8 @@ class _Scheduler:
         self.by_id = {s.id: s for s in plan.steps}
         self.number = {s.id: f"[{i}/{len(plan.steps)}] {s.id}" for i, s in enumerate(plan.steps, 1)}
         self.results: dict[str, StepResult] = {}
+        self.unfinished: set[str] = set()
+        """Steps of this run not finished yet: what they read is kept."""
         self.running: dict[str, float] = {}
         self.finished: queue.Queue[tuple[Step, StepResult | None, BaseException | None]] = queue.Queue()
         self.disk_checked: set[int] = set()
@@ -81,6 +83,7 @@ class _Scheduler:
 
     def run(self) -> dict[str, StepResult]:
         pending = self.todo()
+        self.unfinished = {s.id for s in pending}
         for step in self.plan.steps:
             if step not in pending:
                 self.results[step.id] = read_result(step)
@@ -167,6 +170,7 @@ class _Scheduler:
         write_json(step.marker_path, {"fingerprint": step.fingerprint, "config_sha256": self.configs[step.id],
                                       "seconds": seconds, "result": result.model_dump(mode="json")})
         self.results[step.id] = result
+        self.unfinished.discard(step.id)
         brief = result.brief()
         self.echo(f"{self.number[step.id]}: done in {seconds:.1f}s{', ' + brief if brief else ''}")
         for warning in (getattr(result, "diagnostics", None) or {}).get("warnings", []):
@@ -176,9 +180,11 @@ class _Scheduler:
             student = self.plan.round_students()[step.round - 1].output_dir
             self.hook.mot_round_end(recipe=self.recipe, round=step.round, student=student,
                                     results={s.id: self.results[s.id] for s in round_steps if s.id in self.results})
-        for dep in step.deps:
+        for dep in step.deps:  # weights no step still to run reads
             used = self.by_id[dep]
-            if self.plan.prunable(used) and all(step_state(r) == "done" for r in self.plan.readers(used)):
+            readers = self.plan.readers(used)
+            if (self.plan.prunable(used) and self.unfinished.isdisjoint(r.id for r in readers)
+                    and all(step_state(r) == "done" for r in readers)):
                 remove_tree(used.output_dir, self.recipe.run_dir)
 
     def _write_current(self) -> None:

@@ -38,15 +38,18 @@ def mot_choose(recipe: Recipe, step: Step) -> ChoiceResult:
     scores = {c["name"]: ((read_json(Path(c["validation"])) or {}).get("result") or {}).get("accuracy")
               for c in candidates}
     scored = [c for c in candidates if scores[c["name"]] is not None]
+    best = max(scored, key=lambda c: scores[c["name"]]) if scored else None  # max keeps the first of equals
     lines = [f"{c['name']}: validation accuracy {scores[c['name']]} ({c['validation']})" for c in candidates]
-    if not scored:
-        write_text(step.log_path, "\n".join([*lines, "no candidate has a validation accuracy"]) + "\n")
+    write_text(step.log_path, "\n".join([*lines, f"chosen: {best['name']} ({step.config['rule']})" if best
+                                          else "no candidate has a validation accuracy"]) + "\n")
+    if best is None:
         raise StepFailed(f"{step.id} failed: no candidate has a validation accuracy; see {step.log_path}")
-    best = max(scored, key=lambda c: scores[c["name"]])  # max keeps the first of equals
     scratch = step.output_dir.with_name(step.output_dir.name + ".partial")
-    remove_tree(scratch, recipe.run_dir)
-    link_tree(Path(best["merged"]), scratch)
-    remove_tree(step.output_dir, recipe.run_dir)
-    scratch.rename(step.output_dir)
-    write_text(step.log_path, "\n".join([*lines, f"chosen: {best['name']} ({step.config['rule']})"]) + "\n")
+    try:
+        remove_tree(scratch, recipe.run_dir)
+        link_tree(Path(best["merged"]), scratch)
+        remove_tree(step.output_dir, recipe.run_dir)
+        scratch.rename(step.output_dir)
+    except OSError as err:
+        raise StepFailed(f"{step.id} failed: {best['merged']} not linked into {step.output_dir} ({err})") from None
     return ChoiceResult(chosen=best["name"], validation=scores, merged=str(step.output_dir))
