@@ -16,7 +16,7 @@ import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from mot_plugin.atomic import read_json, write_text
-from mot_plugin.choices import merge_label, selected_round
+from mot_plugin.choices import final_step, merge_label
 from mot_plugin.datahash import HASHES_FILE
 from mot_plugin.environment import ENVIRONMENT_FILE
 from mot_plugin.planner import Plan
@@ -213,7 +213,7 @@ def _recipe_text(plan: Plan, paths: Paths) -> str:
 def final_card(plan: Plan, metrics: dict, plot: str | None) -> ModelCard:
     """The final student's card: results per round and baseline, the recipe, data, compute, versions."""
     paths = Paths(plan)
-    final = merge_steps(plan)[(selected_round(metrics) or plan.recipe.mot.rounds) - 1]
+    final = final_step(plan)
     name = f"{plan.recipe.run_dir.name}"
     results = _eval_results(metrics, paths, [r["round"] for r in metrics["mot"]], True)
     data = _front_matter(plan, metrics, paths, name, results)
@@ -236,11 +236,11 @@ def write_cards(plan: Plan, metrics: dict) -> list[Path]:
     run directory has one); return the cards written."""
     written = []
     merges = merge_steps(plan)
-    final = merges[(selected_round(metrics) or len(merges)) - 1]
+    final = final_step(plan)
     for merge in merges:
         if not merge.output_dir.is_dir():
             continue
-        if merge is final:
+        if merge.id == final.id:
             plot = None
             if (plan.recipe.run_dir / PLOT).is_file():
                 shutil.copyfile(plan.recipe.run_dir / PLOT, merge.output_dir / PLOT)

@@ -98,6 +98,26 @@ def selection(rounds: list[dict[str, Any]], rule: str) -> list[dict[str, Any]]:
             for name, row in picks.items() if row is not None]
 
 
+def final_step(plan: Plan) -> Step:
+    """The step that made the run's final model by `mot.select`: the last round's, or that of the
+    round whose student is most accurate on validation (read from the finished evaluations)."""
+    students = plan.round_students()
+    if plan.recipe.mot.select == "last":
+        return students[-1]
+    done = {}
+    for step in plan.steps:
+        marker = read_json(step.marker_path) if step.kind in ("eval", "choose") else None
+        if marker and marker.get("fingerprint") == step.fingerprint:
+            done[step.id] = marker
+    rows = []
+    for round_ in range(1, len(students) + 1):
+        _, validation = round_evaluations(plan, round_, done)
+        marker = done.get(validation.id) if validation else None
+        rows.append({"round": round_, "validation": (marker or {}).get("result"), "accuracy": None, "ci": None})
+    picked = next((row for row in selection(rows, "validation") if row["used"]), None)
+    return students[picked["round"] - 1] if picked else students[-1]
+
+
 def selected_round(metrics: dict[str, Any]) -> int | None:
     """The round of one run's final model by the recipe's rule; None without a validation split (the
     last round) or for several runs (each has its own)."""

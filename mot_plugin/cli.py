@@ -217,17 +217,13 @@ def run(recipe: str, seeds: tuple[int, ...]) -> None:
         from mot_plugin.card import write_cards
         from mot_plugin.report import collect_metrics, write_report
 
-        metrics = collect_metrics(the_plan)
-        selected = choices.selected_round(metrics)
-        if selected is None:
-            click.echo(f"Final student: {the_plan.final_student()}")
-        else:
-            click.echo(f"Final student (mot.select: {the_plan.recipe.mot.select}, round {selected}): "
-                       f"{the_plan.round_students()[selected - 1].output_dir}")
+        final = choices.final_step(the_plan)
+        rule = f" (mot.select: validation, round {final.round})" if the_plan.recipe.mot.select == "validation" else ""
+        click.echo(f"Final student{rule}: {final.output_dir}")
         if the_plan.recipe.mot.eval:
             click.echo(f"Report: {write_report([the_plan])}")
         else:
-            write_cards(the_plan, metrics)
+            write_cards(the_plan, collect_metrics(the_plan))
     if seeds and plans[0].recipe.mot.eval:
         from mot_plugin.report import write_report
 
