@@ -16,7 +16,7 @@ A toy without a validation split (`mot toy` before it wrote one) gets one here: 
 eval problems become `validation.jsonl`, the rest `test.jsonl`.
 
     .venv/bin/python benchmarks/compare_candidates.py --work runs/compare --seeds 0 1 2 --out compare.json
-    .venv/bin/python benchmarks/compare_candidates.py --quick     # a tiny check that it all runs (~4 min)
+    .venv/bin/python benchmarks/compare_candidates.py --quick     # a tiny check that it runs (12 min on 2 busy cores)
 """
 
 from __future__ import annotations
@@ -96,9 +96,9 @@ def seed_row(arm: str, run_dir: Path) -> dict:
         "test": {"accuracy": last["accuracy"], "n": last["n"], "ci": last["ci"],
                  "slices": {tag: {k: s.get(k) for k in ("accuracy", "n", "ci")}
                             for tag, s in (last.get("slices") or {}).items()}},
-        "by_validation": {"round": picked["round"], "accuracy": picked["accuracy"], "ci": picked["ci"]} if picked else None,
-        "per_round": [{"round": r["round"], "test": r["accuracy"], "validation": (r.get("validation") or {}).get("accuracy")}
-                      for r in metrics["mot"]],
+        "by_validation": {k: picked[k] for k in ("round", "accuracy", "ci")} if picked else None,
+        "per_round": [{"round": r["round"], "test": r["accuracy"],
+                       "validation": (r.get("validation") or {}).get("accuracy")} for r in metrics["mot"]],
         "chosen": {c["round"]: c["candidate"] for c in metrics["candidates"] if c["chosen"]},
         "wall_seconds": round(sum(json.loads(m.read_text())["seconds"] for m in run_dir.rglob("*done.json")), 1),
     }
@@ -114,7 +114,8 @@ def pooled(rows: list[dict], get) -> str:
     correct = sum(round(f["accuracy"] * f["n"]) for f in found)
     low, high = wilson_interval(correct, n)
     spread = f" ± {100 * statistics.stdev(accuracies):.1f}" if len(found) > 1 else ""
-    return f"{100 * statistics.mean(accuracies):.1f}%{spread} (pooled {100 * correct / n:.1f}% [{100 * low:.1f}, {100 * high:.1f}])"
+    return (f"{100 * statistics.mean(accuracies):.1f}%{spread} "
+            f"(pooled {100 * correct / n:.1f}% [{100 * low:.1f}, {100 * high:.1f}])")
 
 
 def _acc(entry: dict | None) -> str:
@@ -153,8 +154,8 @@ def main() -> None:
         rows += [seed_row(arm, work / arm / f"seed-{seed}") for seed in args.seeds]
 
     print(f"work dir: {work}; seeds {args.seeds}; test set {test} ({rows[0]['test']['n']} answers a run)")
-    print("\n| arm | seed | test, last round [95% CI] | per slice | test, round best on validation | chosen per round | wall s |")
-    print("|---|---|---|---|---|---|---|")
+    print("\n| arm | seed | test, last round [95% CI] | per slice | test, round best on validation "
+          "| chosen per round | wall s |\n|---|---|---|---|---|---|---|")
     for row in rows:
         slices = ", ".join(f"{tag} {_acc(s)}" for tag, s in row["test"]["slices"].items()) or "–"
         picked = row["by_validation"]
@@ -162,12 +163,12 @@ def main() -> None:
         chosen = ", ".join(f"{r}: {name}" for r, name in row["chosen"].items()) or "–"
         print(f"| {row['arm']} | {row['seed']} | {_acc(row['test'])} | {slices} | {by_validation} | {chosen} | "
               f"{row['wall_seconds']} |")
-    print("\n| arm | test, last round: mean ± std (pooled [95% CI]) | per slice | test, round best on validation | wall s |")
-    print("|---|---|---|---|---|")
+    print("\n| arm | test, last round: mean ± std (pooled [95% CI]) | per slice | test, round best on validation "
+          "| wall s |\n|---|---|---|---|---|")
     tags = sorted({tag for row in rows for tag in row["test"]["slices"]})
     for arm in ARMS:
         mine = [r for r in rows if r["arm"] == arm]
-        slices = "; ".join(f"{tag} {pooled(mine, lambda r, t=tag: r['test']['slices'].get(t))}" for tag in tags) or "–"
+        slices = "; ".join(f"{t} {pooled(mine, lambda r, t=t: r['test']['slices'].get(t))}" for t in tags) or "–"
         walls = [r["wall_seconds"] for r in mine]
         print(f"| {arm} | {pooled(mine, lambda r: r['test'])} | {slices} | "
               f"{pooled(mine, lambda r: r['by_validation'] and {**r['by_validation'], 'n': r['test']['n']})} | "

@@ -65,7 +65,8 @@ class Plan:
         candidate: deleted once every step that reads them has finished, unless the recipe sets
         `keep_branches` (`merge.keep_candidates`)."""
         if step.kind == "merge":
-            return step.baseline is None and step.spec.candidate is not None and not self.recipe.mot.merge.keep_candidates
+            return (step.baseline is None and step.spec.candidate is not None
+                    and not self.recipe.mot.merge.keep_candidates)
         if self.recipe.mot.keep_branches or step.kind != "branch":
             return False
         readers = self.readers(step)
@@ -247,8 +248,9 @@ class _Planner:
         if settings is None or (split == "validation" and not settings.validation):
             return None
         where = "validation/" if split == "validation" else ""
-        if self.find(f"eval/{where}{name}"):
-            return self.find(f"eval/{where}{name}")
+        found = self.find(f"eval/{where}{name}")  # a branch's, for several merges weighted by validation
+        if found:
+            return found
         directory = self.run_dir / "eval" / f"{where}{name}"
         spec = EvalSpec(step_id=f"eval/{where}{name}", round=round_, name=name, role=role, teacher=teacher,
                         model=str(model.output_dir) if model else self.recipe.student, output_dir=directory / "out",
