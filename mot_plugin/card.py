@@ -16,10 +16,11 @@ import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from mot_plugin.atomic import read_json, write_text
+from mot_plugin.choices import final_step, merge_label
 from mot_plugin.datahash import HASHES_FILE
 from mot_plugin.environment import ENVIRONMENT_FILE
 from mot_plugin.planner import Plan
-from mot_plugin.report_md import render_markdown
+from mot_plugin.report_md import _percent, render_markdown
 from mot_plugin.rundir import RECIPE_FILE, SOURCE_FILE
 from mot_plugin.steps import Step
 
@@ -40,7 +41,7 @@ class Paths:
         recipe = plan.recipe
         pairs = [(recipe.student, (source or {}).get("base_model"))]
         if recipe.mot.eval:
-            pairs.append((recipe.mot.eval.data, (mot.get("eval") or {}).get("data")))
+            pairs += [(getattr(recipe.mot.eval, key), (mot.get("eval") or {}).get(key)) for key in ("data", "validation")]
         for teacher, written in zip(recipe.mot.teachers, mot.get("teachers") or []):
             for entry, entry_written in zip(teacher.datasets, (written or {}).get("datasets") or []):
                 pairs.append((entry.get("path"), (entry_written or {}).get("path")))
@@ -61,8 +62,12 @@ class Paths:
 
 
 def _merged_by(plan: Plan) -> str:
-    """The merge executor and method, as the recipe selected them (`mergekit` `linear`)."""
+    """The merge executor and method, as the recipe selected them (`mergekit` `linear`), or the
+    candidates one of which each round chose."""
     merge = plan.recipe.mot.merge
+    if merge.candidates:
+        return ("the merge candidate most accurate on the validation split (of "
+                + ", ".join(f"{name}: {merge_label(m)}" for name, m in plan.recipe.merges()) + ")")
     return f"{merge.executor} `{merge.method}`"
 
 
@@ -118,8 +123,8 @@ def _front_matter(plan: Plan, metrics: dict, paths: Paths, name: str, results: l
 
 
 def merge_steps(plan: Plan) -> list[Step]:
-    """Every MoT round's merge, in round order."""
-    return [s for s in plan.steps if s.kind == "merge" and s.baseline is None]
+    """The step that made every MoT round's student (its merge, or its choice), in round order."""
+    return plan.round_students()
 
 
 def _branch_rows(plan: Plan, merge: Step, metrics: dict) -> list[str]:
@@ -134,6 +139,16 @@ def _branch_rows(plan: Plan, merge: Step, metrics: dict) -> list[str]:
                      f"{t.get('tokens_trained', '–')} | "
                      f"{'–' if accuracy is None else f'{100 * accuracy:.1f}%' + _slice_accuracies(evaluation)} |")
     return lines
+
+
+def _chosen(step: Step, metrics: dict) -> list[str]:
+    """The line on the candidate a round chose, with every candidate's validation accuracy."""
+    rows = [row for row in metrics.get("candidates") or [] if row["round"] == step.round]
+    chosen = next((row["candidate"] for row in rows if row["chosen"]), None)
+    if not chosen:
+        return []
+    scores = ", ".join(f"{row['candidate']} {_percent(row['validation']['accuracy'])}" for row in rows)
+    return [f"- merge: candidate {chosen}, the most accurate on validation ({scores})"]
 
 
 def round_card(plan: Plan, merge: Step, metrics: dict) -> ModelCard:
@@ -151,7 +166,7 @@ def round_card(plan: Plan, merge: Step, metrics: dict) -> ModelCard:
             f"into this model.", "",
             f"- round: {merge.round}", f"- parent: `{parent}`",
             f"- accuracy: {'not evaluated' if accuracy is None else f'{100 * accuracy:.1f}%' + _slice_accuracies(row)}",
-            "",
+            *_chosen(merge, metrics), "",
             "## Branches", "", *_branch_rows(plan, merge, metrics)]
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body) + "\n")
 
@@ -207,7 +222,7 @@ def _recipe_text(plan: Plan, paths: Paths) -> str:
 def final_card(plan: Plan, metrics: dict, plot: str | None) -> ModelCard:
     """The final student's card: results per round and baseline, the recipe, data, compute, versions."""
     paths = Paths(plan)
-    final = merge_steps(plan)[-1]
+    final = final_step(plan)
     name = f"{plan.recipe.run_dir.name}"
     results = _eval_results(metrics, paths, [r["round"] for r in metrics["mot"]], True)
     data = _front_matter(plan, metrics, paths, name, results)
@@ -230,10 +245,11 @@ def write_cards(plan: Plan, metrics: dict) -> list[Path]:
     run directory has one); return the cards written."""
     written = []
     merges = merge_steps(plan)
+    final = final_step(plan)
     for merge in merges:
         if not merge.output_dir.is_dir():
             continue
-        if merge is merges[-1]:
+        if merge.id == final.id:
             plot = None
             if (plan.recipe.run_dir / PLOT).is_file():
                 shutil.copyfile(plan.recipe.run_dir / PLOT, merge.output_dir / PLOT)

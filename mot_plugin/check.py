@@ -121,6 +121,8 @@ def find(recipe: Recipe, folder: Path) -> list[Finding]:
         out.append(_local("reads", "mot.eval.data", mot.eval.data, folder))
     if mot.published:
         out.append(_local("reads", "mot.published", mot.published, folder))
+    if recipe.validation:
+        out.append(_local("reads", "mot.eval.validation", recipe.validation, folder))
     out.append(_local("writes", "mot.run_dir", str(recipe.run_dir), folder))
     launch = mot.launch
     if launch.launcher == "ray":

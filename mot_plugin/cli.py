@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from mot_plugin import adapters, checkpoint_io
+from mot_plugin import adapters, checkpoint_io, choices
 from mot_plugin.axolotl_config import check_branch_configs, notes
 from mot_plugin.data.cli import data
 from mot_plugin.diagnostics import summary
@@ -191,12 +191,16 @@ def _preview(recipe_path: str) -> None:
 def _print_plan(the_plan: Plan, registry: Registry) -> None:
     mot = the_plan.recipe.mot
     click.echo(f"Plan for {the_plan.recipe.run_dir}")
+    merge = (f"{len(mot.merge.candidates)} candidates" if mot.merge.candidates
+             else f"{mot.merge.method} ({mot.merge.executor})")
     click.echo(f"  {len(mot.teachers)} teachers x {mot.rounds} rounds x {mot.steps_per_round} steps = "
-               f"{the_plan.branch_steps} branch-steps; merge: {mot.merge.method} ({mot.merge.executor}); "
-               f"launcher: {mot.launch.launcher}")
+               f"{the_plan.branch_steps} branch-steps; merge: {merge}; launcher: {mot.launch.launcher}")
     click.echo(f"  branches: {adapters.describe(the_plan.recipe)}")
+    for line in choices.describe(the_plan):
+        click.echo(f"  {line}")
+    width = max(32, *(len(step.id) for step in the_plan.steps))
     for step in the_plan.steps:
-        click.echo(f"  {step.id:<32} {step_state(step):<8} {step.config_path}")
+        click.echo(f"  {step.id:<{width}} {step_state(step):<8} {step.config_path}")
     click.echo(f"  disk: {_disk(the_plan)}")
     for line in checkpoint_io.describe(the_plan):
         click.echo(f"  {line}")
@@ -243,10 +247,12 @@ def run(recipe: str, seeds: tuple[int, ...], strict: bool) -> None:
             run_plan(the_plan, pm.hook, echo=click.echo)
         except StepFailed as err:
             fail(f"{err} (finished steps are kept; rerun `{again}` to resume)", 1)
-        click.echo(f"Final student: {the_plan.final_student()}")
         from mot_plugin.card import write_cards
         from mot_plugin.report import collect_metrics, write_report
 
+        final = choices.final_step(the_plan)
+        rule = f" (mot.select: validation, round {final.round})" if the_plan.recipe.mot.select == "validation" else ""
+        click.echo(f"Final student{rule}: {final.output_dir}")
         if the_plan.recipe.mot.eval:
             click.echo(f"Report: {write_report([the_plan])}")
         else:
@@ -324,8 +330,10 @@ def eval_(model: str, data: str, samples: int, temperature: float, max_new_token
 @click.argument("run_dir", type=click.Path(file_okay=False))
 def status(run_dir: str) -> None:
     """What is done, running, failed or pending in RUN_DIR, with each step's result and log."""
-    for row in status_rows(_run_dir_plan(run_dir)):
-        parts = [f"{row.step:<32} {row.state:<8}"]
+    rows = status_rows(_run_dir_plan(run_dir))
+    width = max(32, *(len(row.step) for row in rows))
+    for row in rows:
+        parts = [f"{row.step:<{width}} {row.state:<8}"]
         if row.seconds is not None:
             parts.append(f"{row.seconds:>7.1f}s")
         if row.result is not None and row.result.brief():
@@ -336,7 +344,7 @@ def status(run_dir: str) -> None:
         if row.state == "done" and row.where.get("job_id"):
             parts.append(f"{row.where.get('launcher', '?')} job {row.where['job_id']}")
         if row.pruned:
-            parts.append("weights deleted after merge")
+            parts.append(f"weights deleted after {row.pruned}")
         if row.progress:
             parts.append(f"step {row.progress[0]}/{row.progress[1]}")
         if row.state in ("failed", "running"):

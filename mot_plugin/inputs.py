@@ -37,11 +37,11 @@ def input_values(data: dict[str, Any]) -> list[tuple[str, str]]:
         for j, entry in enumerate(entries or []):
             found.append((f"mot.teachers.{i}.datasets.{j}.path", entry.get("path") if isinstance(entry, dict) else None))
     if isinstance(mot.get("eval"), dict):
-        found.append(("mot.eval.data", mot["eval"].get("data")))
+        found += [("mot.eval.data", mot["eval"].get("data")), ("mot.eval.validation", mot["eval"].get("validation"))]
     return [(key, value) for key, value in found if isinstance(value, str) and value]
 
 
 def recipe_inputs(recipe: Recipe) -> list[Input]:
     """Every input the recipe reads, in recipe order."""
-    return [Input(key, value, key == "mot.eval.data" or Path(value).is_absolute())
+    return [Input(key, value, key in ("mot.eval.data", "mot.eval.validation") or Path(value).is_absolute())
             for key, value in input_values(recipe.to_dict())]

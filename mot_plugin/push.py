@@ -9,6 +9,7 @@ from pathlib import Path
 
 from mot_plugin.atomic import read_json
 from mot_plugin.card import Paths, merge_steps, write_cards
+from mot_plugin.choices import final_step
 from mot_plugin.datahash import HASHES_FILE
 from mot_plugin.errors import UserError
 from mot_plugin.planner import Plan
@@ -38,7 +39,7 @@ def uploads(plan: Plan, revisions: bool) -> list[Upload]:
     data hashes (paths as the recipe wrote them) on `main`; with `revisions`, each round's model with
     the same recipe and hashes (`mot init --from REPO@round-NN` starts from any of them)."""
     merges = merge_steps(plan)
-    final = merges[-1]
+    final = final_step(plan)  # the last round's, or by `mot.select: validation`
     if not (final.output_dir / "config.json").is_file():
         raise PushError(f"{plan.recipe.run_dir}: the final round's model ({final.output_dir}) is not there; "
                         f"finish the run first (mot run)")

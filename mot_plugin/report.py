@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mot_plugin import choices
 from mot_plugin.atomic import read_json, write_json, write_text
 from mot_plugin.card import write_cards
 from mot_plugin.jsonl import read_jsonl
@@ -21,7 +22,7 @@ from mot_plugin.steps import Step
 from mot_plugin.stats import mcnemar_exact, paired_counts, wilson_interval
 
 EVAL_FIELDS = ("accuracy", "accuracy_std", "unextracted", "mean_response_tokens")
-TABLES = ("paired", "diagnostics", "training")
+TABLES = ("paired", "diagnostics", "training", "candidates", "selection")
 """Per-run tables; combined runs concatenate them, each row naming its run."""
 PLOT = "accuracy.png"
 
@@ -160,7 +161,8 @@ def _diagnostics(merges: list[Step], done: dict) -> list[dict[str, Any]]:
     for step in merges:
         diagnostics = (done.get(step.id) or {}).get("result", {}).get("diagnostics")
         if isinstance(diagnostics, dict):
-            rows.append({"round": step.round, **diagnostics})
+            rows.append({"round": step.round, **({"candidate": step.spec.candidate} if step.spec.candidate else {}),
+                         **diagnostics})
     return rows
 
 
@@ -187,13 +189,16 @@ def collect_metrics(plan: Plan) -> dict[str, Any]:
     rounds, round_evals, branch_steps, tokens = [], {}, 0, 0
     for r in range(0, mot.rounds + 1):
         steps = [s for s in plan.steps if s.round == r and s.baseline is None]
-        round_evals[r] = next((s for s in steps if s.kind == "eval" and s.spec.role == "round"), None)
+        round_evals[r], validation = choices.round_evaluations(plan, r, done)
         training = _training(steps, done)
         branch_steps += training["branch_steps"]
         tokens += training["tokens_trained"]
         row = {"round": r, **_evaluation(round_evals[r], done), **training,
                "cumulative_branch_steps": branch_steps, "cumulative_tokens_trained": tokens}
-        branches = {s.spec.teacher: _evaluation(s, done) for s in steps if s.kind == "eval" and s.spec.role == "branch"}
+        if plan.recipe.validation:
+            row["validation"] = _evaluation(validation, done)
+        branches = {s.spec.teacher: _evaluation(s, done) for s in steps
+                    if s.kind == "eval" and s.spec.role == "branch" and s.spec.split == "test"}
         if branches:
             row.update(branches=branches, merge_gain=_merge_gain(row["accuracy"], branches))
             if row.get("slices"):
@@ -205,6 +210,8 @@ def collect_metrics(plan: Plan) -> dict[str, Any]:
         group = [step, model_step] + [s for s in plan.steps if s.id in model_step.deps]
         baselines[step.spec.name] = {**_evaluation(step, done), **_training(group, done)}
     scored = [row["round"] for row in rounds if row["accuracy"] is not None]
+    selection = choices.selection(rounds, mot.select) if plan.recipe.validation else []
+    final = next((row["round"] for row in selection if row["used"]), scored[-1] if scored else None)
     return {
         "run_dir": str(plan.recipe.run_dir),
         "student": plan.recipe.student,
@@ -212,15 +219,19 @@ def collect_metrics(plan: Plan) -> dict[str, Any]:
         "rounds": mot.rounds,
         "steps_per_round": mot.steps_per_round,
         "seed": mot.seed,
-        "merge": mot.merge.method,
-        "merge_executor": mot.merge.executor,
+        "merge": (mot.merge.method if not mot.merge.candidates else
+                  f"one per round chosen on validation among {', '.join(c.name for c in mot.merge.candidates)}"),
+        "merge_executor": ", ".join(dict.fromkeys(merge.executor for _, merge in plan.recipe.merges())),
         "baseline_budget": mot.baseline_budget,
         "eval": mot.eval.model_dump(mode="json") if mot.eval else None,
         "mot": rounds,
         "baselines": baselines,
-        "paired": _paired(round_evals[scored[-1]], baseline_evals, done) if scored else [],
+        "paired": _paired(round_evals[final], baseline_evals, done) if round_evals.get(final) else [],
         "diagnostics": _diagnostics([s for s in plan.steps if s.kind == "merge" and s.baseline is None], done),
         "training": _branch_rows(plan.steps, done),
+        "select": mot.select,
+        "candidates": choices.candidate_rows(plan, done, _evaluation),
+        "selection": selection,
     }
 
 
@@ -292,4 +303,5 @@ def write_report(plans: list[Plan], out_dir: Path | None = None) -> Path:
     write_text(out / "report.md", render_markdown(combined, plot))
     for plan, run_metrics in zip(plans, metrics):
         write_cards(plan, run_metrics)
+        choices.record_test_scores(plan, run_metrics)
     return out / "report.md"

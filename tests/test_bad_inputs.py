@@ -88,6 +88,15 @@ def both(*edits: Callable) -> Callable:
 
 
 DATA = "mot.teachers.0.datasets.0.path"
+VALIDATION = S("mot.eval", lambda c: {"data": str(c.toy["eval"]),
+                                      "validation": c.file("v.jsonl", [{"prompt": "What is 1 plus 1?", "answer": "2"}])})
+"""An eval block with a validation split that shares no prompt with the toy's eval file."""
+
+
+def candidates(*items: dict) -> Callable:
+    """A good validation split and these merge candidates."""
+    return both(VALIDATION, S("mot.merge.candidates", list(items)))
+
 
 # (case id, edit of a good recipe, words the message must hold)
 RECIPE_CASES = [
@@ -166,6 +175,53 @@ RECIPE_CASES = [
     ("merge-unknown-parameter", S("mot.merge.parameters", {"lambda": 1}), "mot.merge.parameters.lambda"),
     ("merge-base_model-word", S("mot.merge.base_model", "maybe"), "mot.merge.base_model"),
     ("merge-string", S("mot.merge", "linear"), "mot.merge"),
+    ("candidates-unknown-method", candidates({"method": "linear"}, {"method": "nosuch"}),
+     "mot.merge.candidates.1.method: unknown mergekit method"),
+    ("candidates-unknown-parameter", candidates({"method": "linear"}, {"method": "ties", "parameters": {"bogus": 1}}),
+     "mot.merge.candidates.1.parameters.bogus"),
+    ("candidates-density-above-one", candidates({"method": "linear"}, {"method": "ties", "parameters": {"density": 2}}),
+     "mot.merge.candidates.1.parameters.density"),
+    ("candidates-same-name", candidates({"method": "linear"}, {"method": "linear", "parameters": {"normalize": True}}),
+     "mot.merge.candidates.1: the name 'linear' is taken by mot.merge.candidates.0"),
+    ("candidates-same-merge", candidates({"name": "a"}, {"name": "b"}, {"name": "c", "method": "ties"}),
+     "mot.merge.candidates.1: the same merge as mot.merge.candidates.0"),
+    ("candidates-without-validation", S("mot.merge.candidates", [{"name": "a"}, {"method": "ties"}]),
+     "mot.merge.candidates: choosing among merge candidates needs a validation split (mot.eval.validation)"),
+    ("candidates-eval-without-validation",
+     both(S("mot.eval.data", lambda c: str(c.toy["eval"])), S("mot.merge.candidates", [{"name": "a"}, {"method": "ties"}])),
+     "mot.merge.candidates: choosing among"),
+    ("candidates-string", both(VALIDATION, S("mot.merge.candidates", "linear")), "mot.merge.candidates"),
+    ("candidate-name-slash", candidates({"name": "a/b"}, {"method": "ties"}), "mot.merge.candidates.0.name"),
+    ("candidate-executor-unknown", candidates({"name": "a"}, {"executor": "nope"}),
+     "mot.merge.candidates.1.executor: unknown merge executor"),
+    ("candidate-key-typo", candidates({"name": "a"}, {"methd": "ties"}),
+     "mot.merge.candidates.1.methd: unknown key"),
+    ("candidate-dtype", candidates({"name": "a"}, {"dtype": "int7"}), "mot.merge.candidates.1.dtype"),
+    ("keep_candidates-word", both(candidates({"name": "a"}, {"method": "ties"}), S("mot.merge.keep_candidates", "yes")),
+     "mot.merge.keep_candidates"),
+    ("weights-validation-without-validation", S("mot.merge.weights", "validation"),
+     "mot.merge.weights: weights: validation needs a validation split"),
+    ("candidate-weights-without-validation",
+     S("mot.merge", {"candidates": [{"name": "a", "weights": "validation"}]}),
+     "mot.merge.weights: weights: validation needs a validation split"),
+    ("weights-word", S("mot.merge.weights", "equal"), "mot.merge.weights"),
+    ("select-validation-without-validation", S("mot.select", "validation"),
+     "mot.select: select: validation needs a validation split"),
+    ("select-word", S("mot.select", "best"), "mot.select"),
+    ("validation-overlaps-test",
+     both(S("mot.eval.data", lambda c: str(c.toy["eval"])),
+          S("mot.eval.validation", lambda c: c.file("v.jsonl", [{"prompt": "x?", "answer": "1"},
+                                                                  json.loads(c.toy["eval"].read_text().splitlines()[2])]))),
+     "v.jsonl:2 has the prompt of"),
+    ("validation-missing-file", both(S("mot.eval.data", lambda c: str(c.toy["eval"])), S("mot.eval.validation", "nope-v.jsonl")),
+     "mot.eval.validation"),
+    ("validation-non-utf8", both(S("mot.eval.data", lambda c: str(c.toy["eval"])),
+                                 S("mot.eval.validation", lambda c: c.file("v.jsonl", NON_UTF8))), "mot.eval.validation: "),
+    ("validation-no-answer", both(S("mot.eval.data", lambda c: str(c.toy["eval"])),
+                                  S("mot.eval.validation", lambda c: c.file("v.jsonl", [{"prompt": "1+1?"}]))),
+     "v.jsonl:1"),
+    ("validation-int", both(S("mot.eval.data", lambda c: str(c.toy["eval"])), S("mot.eval.validation", 5)),
+     "mot.eval.validation"),
     ("run_dir-a-file", S("mot.run_dir", lambda c: c.file("afile", "x")), "mot.run_dir"),
     ("run_dir-under-a-file", S("mot.run_dir", lambda c: c.file("afile", "x") + "/sub"), "mot.run_dir"),
     ("run_dir-list", S("mot.run_dir", ["a"]), "mot.run_dir"),
