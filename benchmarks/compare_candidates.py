@@ -12,9 +12,6 @@ the round best on validation. Prints, per arm: every seed's test accuracy overal
 the round the validation rule picks, each round's chosen candidate, and the wall time of all steps;
 then the candidates' extra wall time per seed. --out writes every row as JSON.
 
-A toy without a validation split (`mot toy` before it wrote one) gets one here: the first 100 of its
-eval problems become `validation.jsonl`, the rest `test.jsonl`.
-
     .venv/bin/python benchmarks/compare_candidates.py --work runs/compare --seeds 0 1 2 --out compare.json
     .venv/bin/python benchmarks/compare_candidates.py --quick     # a tiny check that it runs (12 min on 2 busy cores)
 """
@@ -52,13 +49,7 @@ def toy_files(work: Path, pretrain_steps: int | None) -> tuple[Path, Path]:
     if not (toy / "student").is_dir():
         cmd = [sys.executable, "-m", "mot_plugin.cli", "toy", str(toy)]
         subprocess.run(cmd + ([] if pretrain_steps is None else ["--pretrain-steps", str(pretrain_steps)]), check=True)
-    if (toy / "validation.jsonl").is_file():
-        return toy / "validation.jsonl", toy / "eval.jsonl"
-    rows = (toy / "eval.jsonl").read_text().splitlines(keepends=True)
-    (toy / "validation.jsonl").write_text("".join(rows[:100]))
-    (toy / "test.jsonl").write_text("".join(rows[100:]))
-    print(f"note: {toy} has no validation split: its first 100 eval problems are validation.jsonl, the rest test.jsonl")
-    return toy / "validation.jsonl", toy / "test.jsonl"
+    return toy / "validation.jsonl", toy / "eval.jsonl"
 
 
 def make_recipe(work: Path, arm: str, args: argparse.Namespace, validation: Path, test: Path) -> Path:
