@@ -5,7 +5,7 @@ from __future__ import annotations
 from importlib.resources import files
 from pathlib import Path
 
-RECIPES = ("toy", "champ-smollm2", "paper-qwen3-14b")
+RECIPES = ("toy", "toy-candidates", "champ-smollm2", "paper-qwen3-14b")
 
 
 def recipe_text(name: str) -> str:

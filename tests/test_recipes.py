@@ -47,7 +47,16 @@ def test_recipe_says_what_it_is_and_plans(recipe_file, in_tmp):
 
 
 def test_every_recipe_is_tested():
-    assert {p.name for p in RECIPES} == {"toy.yaml"} | PREPARED_BY_COMMANDS
+    assert {p.name for p in RECIPES} == {"toy.yaml", "toy-candidates.yaml"} | PREPARED_BY_COMMANDS
+
+
+def test_toy_candidates_recipe_merges_four_ways_and_chooses_on_validation(in_tmp):
+    plan = _plan(ROOT / "recipes/toy-candidates.yaml")
+    mot = plan.recipe.mot
+    assert [c.name for c in mot.merge.candidates] == ["mean", "ta-half", "ties", "by-accuracy"]
+    assert mot.select == "validation" and mot.eval.validation == str(in_tmp / "toy/validation.jsonl")
+    merges = _steps(plan, "merge")
+    assert len(merges) == 4 * mot.rounds and not plan.baseline_steps
 
 
 def _steps(plan, kind):
