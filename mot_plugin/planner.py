@@ -193,7 +193,7 @@ class _Planner:
         directory = self.run_dir / "eval" / name
         spec = EvalSpec(step_id=f"eval/{name}", round=round_, name=name, role=role, teacher=teacher,
                         model=str(model.output_dir) if model else self.recipe.student, output_dir=directory / "out")
-        config = {"model": spec.model, **settings.model_dump(mode="json", exclude={"branches"})}
+        config = {"model": spec.model, **settings.model_dump(mode="json", exclude={"branches", "name"})}
         if self.recipe.mot.plugins:  # `python -m mot_plugin.evaluate` finds their eval backends
             config["plugins"] = list(self.recipe.mot.plugins)
         return self._add(Step(

@@ -1,0 +1,162 @@
+"""Hub-correct cards and pushes: base_model, relation, license and model-index as the hub reads them
+(huggingface_hub parses every card), and `mot push` against a local stand-in of the hub's API, each
+revision compared file by file with the run directory."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from conftest import FAST, recipe_data, write_recipe
+from hub_standin import GITATTRIBUTES, HubStandIn
+from mot_plugin.cli import main
+from mot_plugin.hub import PROVENANCE_FILE, student_origin
+from mot_plugin.recipe import parse_recipe
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def _run(toy, tmp_path: Path, monkeypatch, rounds: int = 2, **mot) -> Path:
+    """A finished fast run (fake branches, mean merges, real evaluations and report) in tmp_path/run."""
+    monkeypatch.chdir(tmp_path)
+    data = recipe_data(toy, Path("run"), rounds=rounds, **FAST, eval={"data": str(toy["eval"]), "name": "toy-sums"},
+                       **mot)
+    result = CliRunner().invoke(main, ["run", str(write_recipe(Path("r.yaml"), data))])
+    assert result.exit_code == 0, result.output
+    return tmp_path / "run"
+
+
+def _checked_card(path: Path):
+    """The card, loaded by huggingface_hub (which refuses a malformed model-index), its base_model a repo id."""
+    from huggingface_hub import ModelCard
+    from huggingface_hub.utils import validate_repo_id
+
+    card = ModelCard.load(path)
+    if card.data.base_model:
+        validate_repo_id(card.data.base_model)
+    return card
+
+
+def test_cards_name_the_hub_student_their_relation_license_and_own_results(toy, tmp_path, monkeypatch):
+    run_dir = _run(toy, tmp_path, monkeypatch, student_hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
+                   license="Apache-2.0")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    first, final = (_checked_card(run_dir / f"round-0{r}/merged/README.md") for r in (1, 2))
+    for card, round_, relation in ((first, 1, "finetune"), (final, 2, "merge")):
+        data = card.data.to_dict()
+        assert data["base_model"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
+        assert data["base_model_relation"] == relation and data["license"] == "apache-2.0"
+        (result,) = card.data.eval_results  # this model's own accuracy only
+        assert (result.dataset_name, result.dataset_type, result.metric_type) == ("toy-sums", "toy-sums", "accuracy")
+        assert result.metric_value == round(metrics["mot"][round_]["accuracy"], 4)
+        assert len(str(result.metric_value)) <= 6
+    assert f"- parent: the student `{toy['student']}`" in first.text
+    assert "- parent: round 1, `round-01/merged`" in final.text
+    text = final.text
+    student = f"{100 * metrics['mot'][0]['accuracy']:.1f}%"
+    assert "| the student (round 0) | " + student in text and "| this model (round 2) |" in text
+    assert "| round 1 |" in text and "## Results on toy-sums" in text
+
+
+def test_a_local_student_without_hub_id_is_named_in_the_body_only(toy, tmp_path, monkeypatch):
+    run_dir = _run(toy, tmp_path, monkeypatch, rounds=1)
+    card = _checked_card(run_dir / "round-01/merged/README.md")
+    data = card.data.to_dict()
+    assert "base_model" not in data and "base_model_relation" not in data and "license" not in data
+    assert "no known hub id (set mot.student_hub_id), so this card names no base_model" in card.text
+
+
+def _student(tmp_path: Path, **files: str) -> Path:
+    student = tmp_path / "student"
+    student.mkdir()
+    for name, text in files.items():
+        (student / name).write_text(text)
+    return student
+
+
+@pytest.mark.parametrize("files, hub_id, license_", [
+    ({PROVENANCE_FILE: json.dumps({"hub_id": "HuggingFaceTB/SmolLM2-135M-Instruct", "license": "apache-2.0"})},
+     "HuggingFaceTB/SmolLM2-135M-Instruct", "apache-2.0"),
+    ({"config.json": json.dumps({"_name_or_path": "Qwen/Qwen3-0.6B"}), "README.md": "---\nlicense: MIT\n---\n# x\n"},
+     "Qwen/Qwen3-0.6B", "mit"),
+    ({"config.json": json.dumps({"_name_or_path": "/home/someone/qwen"})}, None, None),
+])
+def test_where_a_local_students_hub_id_and_license_come_from(tmp_path, files, hub_id, license_):
+    student = _student(tmp_path, **files)
+    recipe = parse_recipe(recipe_data({"student": student, "teacher:a": "a.jsonl", "teacher:b": "b.jsonl"},
+                                      tmp_path / "run", teachers=("a", "b")))
+    origin = student_origin(recipe)
+    assert (origin.hub_id, origin.license) == (hub_id, license_)
+    named = student_origin(parse_recipe({**recipe.to_dict(), "base_model": str(student), "mot": {
+        **recipe.to_dict()["mot"], "student_hub_id": "me/my-student", "license": "BSD-4-Clause"}}))
+    assert (named.hub_id, named.license) == ("me/my-student", "BSD-4-Clause"), "the recipe's word first"
+
+
+def test_an_spdx_license_the_hub_does_not_list_is_other_with_name_and_link():
+    from mot_plugin.hub import card_license
+
+    assert card_license("BSD-4-Clause") == {"license": "other", "license_name": "bsd-4-clause",
+                                            "license_link": "https://spdx.org/licenses/BSD-4-Clause.html"}
+    assert card_license("llama3.1") == {"license": "llama3.1"}
+
+
+@pytest.fixture
+def hub(monkeypatch):
+    """The stand-in hub, and huggingface_hub pointed at it (online for it only)."""
+    from huggingface_hub import constants
+
+    stand_in = HubStandIn()
+    monkeypatch.setattr(constants, "ENDPOINT", stand_in.url)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_TOKEN", "hf_standin")
+    yield stand_in
+    stand_in.close()
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_push_revisions_hold_exactly_their_own_files(toy, tmp_path, monkeypatch, hub):
+    run_dir = _run(toy, tmp_path, monkeypatch, rounds=2, student_hub_id="me/student")
+    dry = CliRunner().invoke(main, ["push", str(run_dir), "me/mot", "--revisions", "--dry-run"])
+    assert dry.exit_code == 0 and not hub.repos, dry.output
+    listed = {}
+    for line in dry.output.splitlines():
+        if line.startswith("me/mot@"):
+            revision = listed.setdefault(line.split("@")[1].split(":")[0], [])
+        elif line.startswith("  "):
+            revision.append(line.split()[0])
+    pushed = CliRunner().invoke(main, ["push", str(run_dir), "me/mot", "--revisions"])
+    assert pushed.exit_code == 0, pushed.output
+    repo = hub.repos["me/mot"]
+    assert sorted(repo.branches) == ["main", "round-01", "round-02"]
+    round_dir = {"round-01": run_dir / "round-01/merged", "round-02": run_dir / "round-02/merged"}
+    for revision, folder in round_dir.items():
+        files = hub.files("me/mot", revision)
+        assert files == {".gitattributes": GITATTRIBUTES, **_tree(folder)}, f"{revision}: that round's files only"
+        assert sorted(files) == sorted(listed[revision]), "the dry run lists exactly what the revision holds"
+        assert repo.history(revision)[-1].id == repo.history("main")[-1].id, "from the first commit, not main"
+    main_files = hub.files("me/mot", "main")
+    assert sorted(main_files) == sorted(listed["main"])
+    assert main_files["recipe.yaml"] == (run_dir / "recipe.source.yaml").read_bytes()
+    assert {k: v for k, v in main_files.items() if k not in ("recipe.yaml", "data.json", ".gitattributes")} \
+        == _tree(run_dir / "round-02/merged")
+    second = _checked_card(run_dir / "round-02/merged/README.md")
+    assert "- parent: round 1, `me/mot` revision `round-01`" in second.text
+
+    # an extra file on a round's branch is removed by the next push; what is up already is not sent again
+    from huggingface_hub import CommitOperationAdd, HfApi
+
+    HfApi().create_commit("me/mot", operations=[CommitOperationAdd("stale.bin", b"x")], commit_message="extra",
+                          revision="round-01")
+    puts = sum(1 for method, _ in hub.requests if method == "PUT")
+    again = CliRunner().invoke(main, ["push", str(run_dir), "me/mot", "--revisions"])
+    assert again.exit_code == 0, again.output
+    assert "stale.bin" not in hub.files("me/mot", "round-01")
+    assert sum(1 for method, _ in hub.requests if method == "PUT") == puts, "no LFS object uploaded twice"
