@@ -14,6 +14,7 @@ from mot_plugin.axolotl_config import check_branch_configs, notes
 from mot_plugin.data.cli import data
 from mot_plugin.diagnostics import summary
 from mot_plugin.errors import UserError, fail
+from mot_plugin.hub import check_repo_id
 from mot_plugin.planner import Plan, human_bytes, plan_run, weights_bytes
 from mot_plugin.plugins import plugin_manager
 from mot_plugin.process import StepFailed
@@ -401,6 +402,10 @@ def push(run_dir: str, repo_id: str | None, revisions: bool, private: bool, dry_
     private = private or bool(the_plan.recipe.axolotl.get("hub_private_repo"))
     if not repo_id:
         raise UserError(f"{run_dir}: give REPO_ID (the recipe sets no hub_model_id)")
+    try:
+        check_repo_id(repo_id)
+    except ValueError as err:
+        raise UserError(f"REPO_ID: {err}") from None
     commits = pushing.uploads(the_plan, revisions)
     if dry_run:
         for line in pushing.describe(commits, repo_id):

@@ -160,3 +160,37 @@ def test_push_revisions_hold_exactly_their_own_files(toy, tmp_path, monkeypatch,
     assert again.exit_code == 0, again.output
     assert "stale.bin" not in hub.files("me/mot", "round-01")
     assert sum(1 for method, _ in hub.requests if method == "PUT") == puts, "no LFS object uploaded twice"
+
+
+@pytest.mark.slow
+def test_a_pushed_merge_config_replays_from_another_directory(toy, tmp_path, monkeypatch, hub):
+    """Real mergekit merges (of fake branches): the pushed `mergekit_config.yml` names models relative
+    to the run directory, and `mergekit-yaml` run from inside a copy of it makes the same weights."""
+    import subprocess
+    import sys
+
+    from safetensors.torch import load_file
+
+    monkeypatch.chdir(tmp_path)
+    data = recipe_data(toy, Path("run"), rounds=2, plugins=["fake_launcher"], keep_branches=True)
+    result = CliRunner().invoke(main, ["run", str(write_recipe(Path("r.yaml"), data))])
+    assert result.exit_code == 0, result.output
+    pushed = CliRunner().invoke(main, ["push", "run", "me/replay"])
+    assert pushed.exit_code == 0, pushed.output
+    files = hub.files("me/replay", "main")
+    config = yaml.safe_load(files["mergekit_config.yml"])
+    assert [m["model"] for m in config["models"]] == ["round-02/branch-brief/model", "round-02/branch-wordy/model"]
+    assert str(tmp_path) not in files["mergekit_config.yml"].decode()
+    assert "mergekit-yaml round-02/merged/mergekit_config.yml OUT" in files["README.md"].decode()
+    downloaded = tmp_path / "download" / "mergekit_config.yml"
+    downloaded.parent.mkdir()
+    downloaded.write_bytes(files["mergekit_config.yml"])
+    copy = tmp_path / "elsewhere" / "run-copy"
+    shutil.copytree(tmp_path / "run", copy)
+    shutil.rmtree(tmp_path / "run")  # nothing of the original place is left to find
+    replay = subprocess.run([str(Path(sys.executable).parent / "mergekit-yaml"), str(downloaded), "out"], cwd=copy,
+                            capture_output=True, text=True, timeout=600)
+    assert replay.returncode == 0, replay.stdout[-2000:] + replay.stderr[-2000:]
+    (tmp_path / "model.safetensors").write_bytes(files["model.safetensors"])
+    mine, theirs = load_file(copy / "out/model.safetensors"), load_file(tmp_path / "model.safetensors")
+    assert mine.keys() == theirs.keys() and all((mine[k] == theirs[k]).all() for k in mine)
