@@ -109,7 +109,7 @@ def notes(recipe: Recipe) -> list[str]:
                 lines.append(f"{where}{key}: {value} is replaced by no: {SAVE_NOTE}")
             elif key in HUB_KEYS:
                 lines.append(f"{where}{key}: {value} is kept in recipe.yaml but given to no branch "
-                             f"(mot does not push the final student yet)")
+                             f"(`mot push RUN_DIR` uploads the final student)")
             elif key in PER_RUN_KEYS:
                 lines.append(f"{where}{key}: {value} is given to no branch (each branch is its own run)")
     if recipe.axolotl.get("lora_model_dir"):

@@ -13,7 +13,7 @@ from mot_plugin import adapters, checkpoint_io
 from mot_plugin.axolotl_config import check_branch_configs, notes
 from mot_plugin.data.cli import data
 from mot_plugin.diagnostics import summary
-from mot_plugin.errors import UserError, fail
+from mot_plugin.errors import UserError, fail, load_yaml
 from mot_plugin.hub import check_repo_id
 from mot_plugin.planner import Plan, human_bytes, plan_run, weights_bytes
 from mot_plugin.plugins import plugin_manager
@@ -364,7 +364,7 @@ def check(recipe: str, allowed: tuple[str, ...]) -> None:
     if unknown:
         raise UserError(f"--allow: unknown kind {unknown[0]!r} (kinds: {', '.join(checks.KINDS)})")
     loaded = load_recipe(recipe, check_files=False)
-    findings = checks.find(loaded, Path(recipe).absolute().parent)
+    findings = checks.find(loaded, Path(recipe).absolute().parent, load_yaml(Path(recipe), RecipeError))
     script = checks.job_script(loaded)
     bad = checks.risky(findings, allowed)
     for section in checks.SECTIONS:

@@ -131,7 +131,7 @@ def test_init_then_preview_plans_without_the_inputs(name, tmp_path, monkeypatch)
     assert "round-01/merge" in preview.output and "Preview only: nothing was written" in preview.output
     inputs = yaml.safe_load(copied)
     assert "MISSING" in preview.output
-    student = "hub id (not checked)" if name != "champ-smollm2" else "MISSING"  # toy/student reads as a hub id
+    student = "hub id (not checked)" if name == "paper-qwen3-14b" else "MISSING"  # ./toy/student: a local path
     assert f"base_model                       {student}" in preview.output
     assert f"{tmp_path / 'mine' / inputs['mot']['eval']['data']}" in preview.output
     assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == [f"{name}.yaml"], "the preview wrote nothing"
