@@ -21,6 +21,7 @@ import pluggy
 from mot_plugin.atomic import fsync_tree, remove_tree, write_json
 from mot_plugin.diagnostics import merge_diagnostics
 from mot_plugin.environment import ENVIRONMENT_FILE, environment
+from mot_plugin.eta import eta_line
 from mot_plugin.planner import Plan, human_bytes, weights_bytes
 from mot_plugin.process import StepFailed
 from mot_plugin.rundir import (CURRENT_FILE, check_paths, clear_step, config_digest, diagnostics_path,
@@ -169,6 +170,9 @@ class _Scheduler:
         self.results[step.id] = result
         brief = result.brief()
         self.echo(f"{self.number[step.id]}: done in {seconds:.1f}s{', ' + brief if brief else ''}")
+        eta = eta_line(self.plan)
+        if eta:
+            self.echo(f"    {eta}")
         for warning in (getattr(result, "diagnostics", None) or {}).get("warnings", []):
             self.echo(f"    {step.id}: warning: {warning}")
         if step.ends_round:
