@@ -286,6 +286,9 @@ def check_branch_configs(plan: Plan, cache: Path | None = None,
             _check(plan.recipe, step.spec, step.config, known[key])
         found += [note for note in known[key] if note not in found]
     if cache and todo:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        write_json(check_inside(cache, plan.recipe.run_dir), {"axolotl": axolotl_version, "validated": known})
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            write_json(check_inside(cache, plan.recipe.run_dir), {"axolotl": axolotl_version, "validated": known})
+        except OSError:  # only a cache: a run directory that cannot be made is reported where it is used
+            pass
     return found

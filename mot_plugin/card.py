@@ -56,6 +56,12 @@ class Paths:
                 pairs.append((entry.get("path"), (entry_written or {}).get("path")))
         self.written = {str(a): str(b) for a, b in pairs if isinstance(a, str) and isinstance(b, str)}
 
+    def metrics(self, metrics: dict) -> dict:
+        """`metrics` with its input paths (student, evaluation problems) shown."""
+        ev = metrics.get("eval")
+        return {**metrics, "student": self.show(metrics["student"]),
+                "eval": {**ev, "data": self.show(ev["data"])} if ev else None}
+
     def show(self, path: str | Path) -> str:
         text = str(path)
         if text in self.written:
@@ -275,8 +281,7 @@ def final_card(plan: Plan, metrics: dict, plot: str | None, repo_id: str | None 
     paths, origin = Paths(plan), student_origin(plan.recipe)
     final = merge_steps(plan)[-1]
     title = plan.recipe.run_dir.name
-    shown = {**metrics, "run_dir": title, "student": paths.show(metrics["student"]),
-             "eval": {**metrics["eval"], "data": paths.show(metrics["eval"]["data"])} if metrics.get("eval") else None}
+    shown = {**paths.metrics(metrics), "run_dir": title}
     data, provenance = _data(plan, paths)
     env = read_json(plan.recipe.run_dir / ENVIRONMENT_FILE) or {}
     return ModelCard.from_template(

@@ -12,6 +12,7 @@ import click
 
 from mot_plugin import __version__, adapters, checkpoint_io
 from mot_plugin.axolotl_config import VALIDATED_FILE, check_branch_configs, notes
+from mot_plugin.builtin.mergekit_merge import remember_method
 from mot_plugin.data.cli import data
 from mot_plugin.diagnostics import summary
 from mot_plugin.errors import UserError, fail, load_yaml
@@ -70,6 +71,8 @@ def _plans(recipe_path: str | Path, seeds: tuple[int, ...] = (), check_files: bo
     if check_files:
         found = [line for the_plan in plans for line in
                  check_branch_configs(the_plan, the_plan.recipe.run_dir / VALIDATED_FILE, click.echo)]
+        for the_plan in plans:
+            remember_method(the_plan.recipe)
         for line in dict.fromkeys([*notes(plans[0].recipe), *found]):
             click.echo(f"note: {line}")
     return plans, pm

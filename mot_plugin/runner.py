@@ -216,7 +216,7 @@ def _progress(step: Step, echo: Callable[[str], None], started: float) -> Iterat
     def watch() -> None:
         last = None
         while not stop.wait(PROGRESS_SECONDS):
-            progress = last_progress(step.log_path)
+            progress = last_progress(step)
             if progress and progress != last:
                 last = progress
                 echo(f"    {step.id}: {progress[0]}/{progress[1]}, {time.time() - started:.0f}s")

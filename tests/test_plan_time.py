@@ -89,3 +89,18 @@ def _run_dir_plan_of(toy, tmp_path):
 def test_version():
     result = CliRunner().invoke(main, ["--version"])
     assert result.exit_code == 0 and result.output == f"mot (mot-plugin), version {__version__}\n"
+
+
+def test_status_shows_a_running_branchs_progress_as_its_trainer_recorded_it(toy, tmp_path):
+    from mot_plugin.atomic import write_json
+    from mot_plugin.rundir import CURRENT_FILE, run_lock
+    from mot_plugin.steps import PROGRESS_FILE
+
+    plan = _run_dir_plan_of(toy, tmp_path)
+    branch = next(s for s in plan.steps if s.kind == "branch")
+    write_json(branch.output_dir / PROGRESS_FILE, {"step": 2, "max_steps": 3})
+    with run_lock(plan.recipe.run_dir):  # as a `mot run` running that branch holds it
+        write_json(plan.recipe.run_dir / CURRENT_FILE, {"pid": 1, "steps": {branch.id: 0.0}})
+        status = CliRunner().invoke(main, ["status", str(tmp_path / "run"), "--json"])
+    row = next(s for s in json.loads(status.output)["steps"] if s["step"] == branch.id)
+    assert row["state"] == "running" and row["progress"] == [2, 3]
