@@ -1,21 +1,29 @@
-"""Where does MoT work on the toy? A seeded sweep over the regime, in-process.
+"""Which settings should the built-in default use? A seeded sweep over MoT's regime on the toy world,
+in-process, every choice made on the validation split.
 
 Each cell runs the built-in default's miniature of MoT with the plain PyTorch loop of
 mot_plugin.toytrain (the same tiny Qwen3, data, tokenizer, AdamW and warm-up + cosine schedule as
-recipes/toy.yaml, without Axolotl's start-up cost per step): R rounds of K branches x S steps from
-the current student, a uniform average, every branch and merge evaluated on the held-out problems;
-and the baselines at the same sequential budget (R x S steps): each teacher alone (STD), all
-teachers' data together (MTD), and the one-shot merge of the single-teacher models.
+recipes/toy.yaml, batch 16, without Axolotl's start-up cost per step): up to R rounds of K = 3
+branches x S steps from the current student and a uniform average; the student, every branch and
+every merge are evaluated on the validation split (300 problems, what choices are made on) and on
+the held-out test set (300 problems, only reported), overall and per slice (`skill`: needs a carry,
+`kept`: does not).
 
-Axes: student pretraining (on: `mot toy`'s, the neutral phrasing; mixed: every phrasing; off: random
-init; --pretrain-steps), learning rate, steps per round, teacher similarity (`shared`: the toy's teachers, one
-procedure in three phrasings; `conflicting`: three different procedures). At least 3 seeds per
-cell (the seed changes the student's pretraining and every branch's data order). Prints a Markdown
-table (mean ± std over seeds, Wilson 95% interval of the pooled accuracy) and writes JSON rows.
+Axes: model width (`hidden`, two sizes; each seed's student is pretrained by `mot toy`'s recipe),
+learning rate, steps per round, rounds (every round up to --rounds is recorded). At least 3 seeds
+per cell (the seed changes the student's init and pretraining order and every branch's data order;
+the problems are fixed). The choice: the (cell, round) with the best mean validation accuracy of
+MoT's merged student.
 
-    python benchmarks/sweep_regime.py --out benchmarks/sweep.json            # the cells in docs/results.md
-    (benchmarks/results/sweep-*.json: the rows behind the table measured on 2026-12-01, one file a cell)
-    python benchmarks/sweep_regime.py --cells "on,shared,3e-4,40" --seeds 0 1 2
+Then `--baselines CELL --rounds R` runs the baselines of that choice, at the same lr: each teacher
+alone (STD) and all teachers' data together (MTD), at equal lineage budget (R x S steps, as
+`mot.baselines` does) and at equal total compute (K x R x S steps: MoT trains K branches a round),
+and the one-shot merge of the equal-lineage single-teacher models.
+
+    python benchmarks/sweep_regime.py --cells 128,1e-4,20 128,3e-4,20 --out sweep-128.json
+    python benchmarks/sweep_regime.py --baselines 128,3e-4,20 --rounds 3 --out baselines.json
+    python benchmarks/sweep_regime.py --table sweep-128.json sweep-64.json   # the tables again, from rows
+(benchmarks/results/regime-*.json: the rows behind docs/results.md, measured 2026-12-04.)
 """
 
 from __future__ import annotations
@@ -31,76 +39,50 @@ import torch
 from mot_plugin import toy, toytrain
 from mot_plugin.stats import wilson_interval
 
-DEFAULT_CELLS = [
-    # pretrain, teachers, lr, steps per round (the cells in docs/results.md)
-    "on,shared,1e-4,20",
-    "on,shared,1e-4,50",
-    "on,shared,3e-4,10",
-    "mixed,shared,3e-4,20",
-    "mixed,shared,1e-3,20",
-    "on,conflicting,1e-4,20",
-    "off,shared,3e-4,20",
-]
 BATCH = 16
 """Sequences per step, as recipes/toy.yaml's micro_batch_size."""
 MAX_NEW_TOKENS = 80
 """As recipes/toy.yaml's eval.max_new_tokens (the wordy teacher's answers are about 60 tokens)."""
-
-
-def _split(a: int, b: int) -> str:
-    """A different procedure: tens and ones added separately, then together."""
-    t, o = (a // 10 + b // 10) * 10, a % 10 + b % 10
-    return f"{a // 10 * 10}+{b // 10 * 10}={t}. {a % 10}+{b % 10}={o}. {t}+{o}={t + o}. #### {t + o}"
-
-
-def _countup(a: int, b: int) -> str:
-    """A third procedure: count up from the first operand by tens, then add the ones."""
-    steps = [a + 10 * k for k in range(b // 10 + 1)]
-    return f"{' '.join(map(str, steps))}. {steps[-1]}+{b % 10}={steps[-1] + b % 10}. #### {steps[-1] + b % 10}"
-
-
-TEACHER_SETS = {
-    "shared": dict(toy.SOLVERS),
-    "conflicting": {"brief": toy.brief, "split": _split, "countup": _countup},
-}
+SLICES = ("skill", "kept")
 
 
 class Setup:
-    """The toy's data (fixed, data seed 0) and one tokenizer over every format."""
+    """The toy's data (`mot toy`'s, data seed 0), its tokenizer, and pretrained students per (width, seed)."""
 
-    def __init__(self, n_train: int, n_eval: int, n_pretrain: int, seeds: list[int]):
-        train, held_out, generic = toy.split_problems(0, n_train, n_eval, n_pretrain)
-        drawn = train + held_out + generic
-        self.corpora = {kind: {name: [toy.chat(p, solve(a, b)) for p, a, b in train] for name, solve in solvers.items()}
-                        for kind, solvers in TEACHER_SETS.items()}
-        self.pretraining = {(kind, seed): toy.pretraining_rows(generic, seed, phrasings)
-                            for kind, phrasings in (("on", "neutral"), ("mixed", "all")) for seed in seeds}
-        self.eval = [{"prompt": p, "answer": str(a + b)} for p, a, b in held_out]
-        texts = [p for p, _, _ in drawn] + [r["messages"][1]["content"] for r in self.pretraining["mixed", seeds[0]]]
-        texts += [r["messages"][1]["content"] for rows in self.corpora["shared"].values() for r in rows]
-        self.tok = toy.tokenizer(texts)
-        self.students: dict[tuple[str, int], dict] = {}
+    def __init__(self, cache: Path | None, pretrain_steps: int = toy.PRETRAIN_STEPS):
+        train, validation, test, generic = toy.split_problems(0, 400, 300, 300, 2000)
+        self.corpora = {name: [toy.chat(p, solve(a, b)) for p, a, b in train] for name, solve in toy.SOLVERS.items()}
+        self.pretraining = {}
+        self.generic = generic
+        self.sets = {"val": toy.eval_rows(validation), "test": toy.eval_rows(test)}
+        self.tok = toy.tokenizer(toy.corpus_texts(train, validation, test, generic, toy.pretraining_rows(generic, 0)))
+        self.cache, self.pretrain_steps = cache, pretrain_steps
 
-    def student(self, pretrain: str, seed: int, steps: int) -> dict:
-        """The round-0 student's weights (pretrained once per seed and cached)."""
-        key = (pretrain, seed)
-        if key not in self.students:
-            model = toy.new_student(self.tok, seed)
-            if pretrain != "off":
-                toytrain.pretrain(model, self.tok, self.pretraining[pretrain, seed], steps=steps, seed=seed)
-            self.students[key] = {k: v.clone() for k, v in model.state_dict().items()}
-        return self.students[key]
+    def student(self, hidden: int, seed: int) -> dict:
+        """The round-0 student's weights, pretrained as `mot toy` does (cached on disk with --cache)."""
+        path = self.cache / f"student-{hidden}-{seed}-{self.pretrain_steps}.pt" if self.cache else None
+        if path and path.exists():
+            return torch.load(path)
+        model = toy.new_student(self.tok, seed, hidden)
+        toytrain.pretrain(model, self.tok, toy.pretraining_rows(self.generic, seed), steps=self.pretrain_steps, seed=seed)
+        weights = {k: v.clone() for k, v in model.state_dict().items()}
+        if path:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            torch.save(weights, path)
+        return weights
 
 
-def _accuracy(model, setup: Setup, weights: dict) -> list[bool]:
+def _marks(model, setup: Setup, weights: dict) -> dict[str, list[bool]]:
+    """Per problem of each split: whether the model's greedy answer is right."""
     model.load_state_dict(weights)
-    return toytrain.correct(model, setup.tok, setup.eval, max_new_tokens=MAX_NEW_TOKENS)
+    return {name: toytrain.correct(model, setup.tok, rows, max_new_tokens=MAX_NEW_TOKENS)
+            for name, rows in setup.sets.items()}
 
 
-def _sft(model, setup: Setup, start: dict, rows: list[dict], steps: int, lr: float, seed: int) -> tuple[dict, float]:
+def _sft(model, start: dict, setup: Setup, rows: list[dict], steps: int, lr: float, seed: int) -> tuple[dict, list[float]]:
     model.load_state_dict(start)
     losses = toytrain.train(model, setup.tok, rows, steps=steps, lr=lr, batch_size=BATCH, seed=seed)
-    return {k: v.clone() for k, v in model.state_dict().items()}, statistics.mean(losses[-5:])
+    return {k: v.clone() for k, v in model.state_dict().items()}, losses
 
 
 def _flat_update(weights: dict, start: dict) -> torch.Tensor:
@@ -116,115 +98,173 @@ def _diagnostics(branches: list[dict], start: dict) -> dict:
     return {"relative_update": [float(u.norm() / norm) for u in updates], "mean_cosine": statistics.mean(cosines)}
 
 
-def run_cell(setup: Setup, pretrain: str, teachers: str, lr: float, steps: int, rounds: int, seed: int,
-             pretrain_steps: int) -> dict:
-    """One seed of one cell: MoT round by round, and the baselines."""
-    start = setup.student(pretrain, seed, pretrain_steps)
-    model = toy.new_student(setup.tok, 0)
-    corpora = setup.corpora[teachers]
-    row: dict = {"pretrain": pretrain, "teachers": teachers, "lr": lr, "steps": steps, "rounds": rounds, "seed": seed}
-    row["student"] = _accuracy(model, setup, start)
-    row["rounds_detail"] = []
+def _cell(cell: str) -> tuple[int, float, int]:
+    hidden, lr, steps = cell.split(",")
+    return int(hidden), float(lr), int(steps)
+
+
+def run_mot(setup: Setup, cell: str, rounds: int, seed: int) -> dict:
+    """One seed of one cell: the student and MoT round by round (branches, merge, diagnostics)."""
+    hidden, lr, steps = _cell(cell)
+    start = setup.student(hidden, seed)
+    model = toy.new_student(setup.tok, 0, hidden)
+    row: dict = {"cell": cell, "seed": seed, "student": _marks(model, setup, start), "rounds": []}
     student = start
     for r in range(1, rounds + 1):
-        trained = [_sft(model, setup, student, rows, steps, lr, seed + r - 1) for rows in corpora.values()]
+        trained = [_sft(model, student, setup, rows, steps, lr, seed + r - 1) for rows in setup.corpora.values()]
         branches = [w for w, _ in trained]
         merged = toytrain.average(branches)
-        row["rounds_detail"].append({
-            "branches": {name: _accuracy(model, setup, w) for name, w in zip(corpora, branches)},
-            "losses": [loss for _, loss in trained],
-            "merged": _accuracy(model, setup, merged),
+        row["rounds"].append({
+            "branches": {name: _marks(model, setup, w) for name, w in zip(setup.corpora, branches)},
+            "loss_first": [statistics.mean(losses[:3]) for _, losses in trained],
+            "loss_last": [statistics.mean(losses[-3:]) for _, losses in trained],
+            "merged": _marks(model, setup, merged),
             **_diagnostics(branches, student),
         })
         student = merged
-    budget = rounds * steps
-    singles = {name: _sft(model, setup, start, rows, budget, lr, seed)[0] for name, rows in corpora.items()}
-    row["single"] = {name: _accuracy(model, setup, w) for name, w in singles.items()}
-    union = [r for rows in corpora.values() for r in rows]
-    row["union"] = _accuracy(model, setup, _sft(model, setup, start, union, budget, lr, seed)[0])
-    row["oneshot"] = _accuracy(model, setup, toytrain.average(list(singles.values())))
     return row
 
+
+def run_baselines(setup: Setup, cell: str, rounds: int, seed: int) -> dict:
+    """One seed of the baselines of a choice: STD and MTD at equal lineage budget and equal compute, one-shot."""
+    hidden, lr, steps = _cell(cell)
+    start = setup.student(hidden, seed)
+    model = toy.new_student(setup.tok, 0, hidden)
+    union = [r for rows in setup.corpora.values() for r in rows]
+    k = len(setup.corpora)
+    row: dict = {"cell": cell, "rounds_matched": rounds, "seed": seed, "student": _marks(model, setup, start)}
+    for budget, total in (("lineage", rounds * steps), ("compute", k * rounds * steps)):
+        singles = {name: _sft(model, start, setup, rows, total, lr, seed) for name, rows in setup.corpora.items()}
+        row[f"single_{budget}"] = {name: _marks(model, setup, w) for name, (w, _) in singles.items()}
+        row[f"single_{budget}_loss"] = {name: [losses[0], statistics.mean(losses[-3:])] for name, (_, losses) in singles.items()}
+        weights, losses = _sft(model, start, setup, union, total, lr, seed)
+        row[f"union_{budget}"] = _marks(model, setup, weights)
+        row[f"union_{budget}_loss"] = [losses[0], statistics.mean(losses[-3:])]
+        if budget == "lineage":
+            row["oneshot"] = _marks(model, setup, toytrain.average([w for w, _ in singles.values()]))
+    return row
+
+
+# ---------------------------------------------------------------- summaries
 
 def _acc(marks: list[bool]) -> float:
     return sum(marks) / len(marks)
 
 
-def _summary(rows: list[dict]) -> dict:
-    """Per cell: mean and std over seeds of each model's accuracy, and the pooled Wilson interval."""
-
-    def stat(get) -> dict:
-        marks = [get(r) for r in rows]
-        accs = [_acc(m) for m in marks]
-        pooled = [x for m in marks for x in m]
-        low, high = wilson_interval(sum(pooled), len(pooled))
-        return {"mean": statistics.mean(accs), "std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
-                "ci": [low, high]}
-
-    last = lambda r: r["rounds_detail"][-1]  # noqa: E731
-    out = {
-        "student": stat(lambda r: r["student"]),
-        "mot_round1": stat(lambda r: r["rounds_detail"][0]["merged"]),
-        "mot_final": stat(lambda r: last(r)["merged"]),
-        "best_single": stat(lambda r: max(r["single"].values(), key=_acc)),
-        "union": stat(lambda r: r["union"]),
-        "oneshot": stat(lambda r: r["oneshot"]),
-    }
-    gains_mean, gains_best = [], []
-    for r in rows:
-        for d in r["rounds_detail"]:
-            accs = [_acc(m) for m in d["branches"].values()]
-            gains_mean.append(_acc(d["merged"]) - statistics.mean(accs))
-            gains_best.append(_acc(d["merged"]) - max(accs))
-    out["merge_gain_vs_mean_branch"] = statistics.mean(gains_mean)
-    out["merge_gain_vs_best_branch"] = statistics.mean(gains_best)
-    out["relative_update_r1"] = statistics.mean(u for r in rows for u in r["rounds_detail"][0]["relative_update"])
-    out["mean_cosine_r1"] = statistics.mean(r["rounds_detail"][0]["mean_cosine"] for r in rows)
-    return out
+def _slice(marks: list[bool], split: str, setup_tags: dict[str, list[str]], name: str | None) -> list[bool]:
+    return [m for m, t in zip(marks, setup_tags[split]) if name is None or t == name]
 
 
-def _fmt(s: dict) -> str:
+def stat(per_seed: list[dict[str, list[bool]]], split: str, tags: dict[str, list[str]], name: str | None = None) -> dict:
+    """Mean and std over seeds of one model's accuracy on a split (or one slice of it), and the pooled
+    Wilson 95% interval."""
+    marks = [_slice(m[split], split, tags, name) for m in per_seed]
+    accs = [_acc(m) for m in marks]
+    pooled = [x for m in marks for x in m]
+    low, high = wilson_interval(sum(pooled), len(pooled))
+    return {"mean": statistics.mean(accs), "std": statistics.stdev(accs) if len(accs) > 1 else 0.0, "ci": [low, high]}
+
+
+def fmt(s: dict) -> str:
     return f"{100 * s['mean']:.1f} ± {100 * s['std']:.1f} [{100 * s['ci'][0]:.0f}, {100 * s['ci'][1]:.0f}]"
+
+
+def _tags() -> dict[str, list[str]]:
+    train, validation, test, _ = toy.split_problems(0, 400, 300, 300, 0)
+    return {"val": [toy.tag(a, b) for _, a, b in validation], "test": [toy.tag(a, b) for _, a, b in test]}
+
+
+def mot_table(rows: list[dict]) -> str:
+    """Per cell and round: MoT's merged student on validation (the choice) and test (reported), per slice."""
+    tags = _tags()
+    cells: dict[str, list[dict]] = {}
+    for row in rows:
+        cells.setdefault(row["cell"], []).append(row)
+    lines = ["| width | lr | steps/round | round | seeds | val (choice) | test | test skill | test kept "
+             "| mean branch test | merge - mean branch | update | cosine | loss first -> last |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    best = None
+    for cell, seeds in cells.items():
+        hidden, lr, steps = cell.split(",")
+        s0 = [r["student"] for r in seeds]
+        lines.append(f"| {hidden} | {lr} | {steps} | 0 (student) | {len(seeds)} | {fmt(stat(s0, 'val', tags))} | "
+                     f"{fmt(stat(s0, 'test', tags))} | {fmt(stat(s0, 'test', tags, 'skill'))} | "
+                     f"{fmt(stat(s0, 'test', tags, 'kept'))} | | | | | |")
+        for r in range(min(len(s["rounds"]) for s in seeds)):
+            d = [s["rounds"][r] for s in seeds]
+            merged = [x["merged"] for x in d]
+            val = stat(merged, "val", tags)
+            branch_mean = statistics.mean(_acc(m["test"]) for x in d for m in x["branches"].values())
+            gain = statistics.mean(_acc(x["merged"]["test"]) - statistics.mean(_acc(m["test"]) for m in x["branches"].values())
+                                   for x in d)
+            update = statistics.mean(u for x in d for u in x["relative_update"])
+            cosine = statistics.mean(x["mean_cosine"] for x in d)
+            first = statistics.mean(v for x in d for v in x["loss_first"])
+            last = statistics.mean(v for x in d for v in x["loss_last"])
+            lines.append(f"| {hidden} | {lr} | {steps} | {r + 1} | {len(seeds)} | {fmt(val)} | {fmt(stat(merged, 'test', tags))} | "
+                         f"{fmt(stat(merged, 'test', tags, 'skill'))} | {fmt(stat(merged, 'test', tags, 'kept'))} | "
+                         f"{100 * branch_mean:.1f} | {100 * gain:+.1f} | {100 * update:.1f}% | {cosine:.2f} | "
+                         f"{first:.2f} -> {last:.2f} |")
+            if best is None or val["mean"] > best[0]:
+                best = (val["mean"], cell, r + 1)
+    if best:
+        lines.append(f"\nChosen on validation (best mean validation accuracy of MoT's merged student): cell {best[1]}, "
+                     f"round {best[2]} ({100 * best[0]:.1f}%).")
+    return "\n".join(lines)
+
+
+def baseline_table(rows: list[dict]) -> str:
+    """The baselines of one choice, per budget, on test (overall and per slice) with validation beside."""
+    tags = _tags()
+    names = list(rows[0]["single_lineage"])
+    models = [("student", lambda r: r["student"])]
+    for budget in ("lineage", "compute"):
+        models += [(f"single {n} ({budget})", lambda r, n=n, b=budget: r[f"single_{b}"][n]) for n in names]
+        models.append((f"union ({budget})", lambda r, b=budget: r[f"union_{b}"]))
+    models.append(("one-shot merge (lineage)", lambda r: r["oneshot"]))
+    lines = [f"Baselines of cell {rows[0]['cell']}, {rows[0]['rounds_matched']} rounds, {len(rows)} seeds:\n",
+             "| model | val | test | test skill | test kept |", "|---|---|---|---|---|"]
+    for label, get in models:
+        per_seed = [get(r) for r in rows]
+        lines.append(f"| {label} | {fmt(stat(per_seed, 'val', tags))} | {fmt(stat(per_seed, 'test', tags))} | "
+                     f"{fmt(stat(per_seed, 'test', tags, 'skill'))} | {fmt(stat(per_seed, 'test', tags, 'kept'))} |")
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cells", nargs="+", default=DEFAULT_CELLS, help="pretrain,teachers,lr,steps ...")
+    parser.add_argument("--cells", nargs="+", default=[], help="width,lr,steps ... (MoT sweep)")
+    parser.add_argument("--baselines", default=None, help="width,lr,steps: the baselines of this choice")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--pretrain-steps", type=int, default=toy.PRETRAIN_STEPS)
-    parser.add_argument("--n-train", type=int, default=400)
-    parser.add_argument("--n-eval", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest for this tiny model)")
+    parser.add_argument("--pretrain-steps", type=int, default=toy.PRETRAIN_STEPS, help="the students' (a quick check: few)")
+    parser.add_argument("--cache", type=Path, default=None, help="keep pretrained students here")
     parser.add_argument("--out", type=Path, default=None, help="write every row (per seed, per problem) as JSON")
+    parser.add_argument("--table", nargs="+", type=Path, default=None, help="print the tables of these row files")
     args = parser.parse_args()
+    if args.table:
+        rows = [r for path in args.table for r in json.loads(path.read_text())]
+        mot_rows = [r for r in rows if "rounds" in r]
+        base_rows = [r for r in rows if "oneshot" in r]
+        print(mot_table(mot_rows) if mot_rows else "", "\n\n", baseline_table(base_rows) if base_rows else "")
+        return
     torch.set_num_threads(args.threads)
-    setup = Setup(args.n_train, args.n_eval, 2000, args.seeds)
-    results = []
+    setup = Setup(args.cache, args.pretrain_steps)
+    rows: list[dict] = []
     t0 = time.time()
-    for cell in args.cells:
-        pretrain, teachers, lr, steps = cell.split(",")
-        rows = [run_cell(setup, pretrain, teachers, float(lr), int(steps), args.rounds, seed, args.pretrain_steps)
-                for seed in args.seeds]
-        summary = _summary(rows)
-        results.append({"cell": cell, "summary": summary, "rows": rows})
-        print(f"[{time.time() - t0:.0f}s] {cell}: student {_fmt(summary['student'])}, MoT final "
-              f"{_fmt(summary['mot_final'])}, best single {_fmt(summary['best_single'])}, union {_fmt(summary['union'])}, "
-              f"update {100 * summary['relative_update_r1']:.1f}%, cosine {summary['mean_cosine_r1']:.2f}", flush=True)
-        if args.out:
-            args.out.write_text(json.dumps(results))
-    print(f"\n{len(args.seeds)} seeds per cell, {args.rounds} rounds, {args.n_eval} held-out problems; accuracy % mean ± std "
-          f"over seeds [pooled Wilson 95%]\n")
-    print("| pretrain | teachers | lr | steps/round | student | MoT round 1 | MoT final | best single (STD) | union (MTD) "
-          "| one-shot | merge - mean branch | merge - best branch | update r1 | cosine r1 |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for res in results:
-        s = res["summary"]
-        pretrain, teachers, lr, steps = res["cell"].split(",")
-        print(f"| {pretrain} | {teachers} | {lr} | {steps} | {_fmt(s['student'])} | {_fmt(s['mot_round1'])} | "
-              f"{_fmt(s['mot_final'])} | {_fmt(s['best_single'])} | {_fmt(s['union'])} | {_fmt(s['oneshot'])} | "
-              f"{100 * s['merge_gain_vs_mean_branch']:+.1f} | {100 * s['merge_gain_vs_best_branch']:+.1f} | "
-              f"{100 * s['relative_update_r1']:.1f}% | {s['mean_cosine_r1']:.2f} |")
+    jobs = [(run_mot, cell) for cell in args.cells] + ([(run_baselines, args.baselines)] if args.baselines else [])
+    for run, cell in jobs:
+        for seed in args.seeds:
+            rows.append(run(setup, cell, args.rounds, seed))
+            print(f"[{time.time() - t0:.0f}s] {run.__name__} {cell} seed {seed}", flush=True)
+            if args.out:
+                args.out.write_text(json.dumps(rows))
+    mot_rows = [r for r in rows if "rounds" in r]
+    if mot_rows:
+        print(mot_table(mot_rows))
+    if args.baselines:
+        print(baseline_table([r for r in rows if "oneshot" in r]))
     print(f"\ntotal {time.time() - t0:.0f}s")
 
 

@@ -3,7 +3,8 @@
 It declares its keys through `get_input_args` (Axolotl drops undeclared keys), has the final
 weights saved in shards of `mot_shard_size`, saves small tokenized data without a spawned process
 pool, counts the non-padding tokens trained, records how far training got (`mot_progress.json`) and
-writes `mot_result.json` into the output directory once the final weights are saved. The runner reads that file; `mot status` shows it.
+writes `mot_result.json` into the output directory once the final weights are saved. The runner
+reads that file; `mot status` shows it.
 """
 
 from __future__ import annotations

@@ -117,9 +117,18 @@ def _own_results(plan: Plan, metrics: dict, round_: int) -> list[EvalResult]:
     if row.get("accuracy") is None:
         return []
     name = eval_name(plan)
+    scores = [("accuracy", row["accuracy"]), *((f"accuracy on {tag}", entry.get("accuracy"))
+                                               for tag, entry in (row.get("slices") or {}).items())]
     return [EvalResult(task_type="text-generation", task_name="Text generation", dataset_type=name,
-                       dataset_name=name, metric_type="accuracy", metric_name="accuracy",
-                       metric_value=round(row["accuracy"], 4))]
+                       dataset_name=name, metric_type="accuracy", metric_name=metric, metric_value=round(value, 4))
+            for metric, value in scores if value is not None]
+
+
+def _slice_accuracies(entry: dict) -> str:
+    """` (skill 40.0%, kept 95.0%)`: an evaluation's accuracy per slice, or nothing without tags."""
+    slices = ", ".join(f"{tag} {100 * s['accuracy']:.1f}%" for tag, s in (entry.get("slices") or {}).items()
+                       if s.get("accuracy") is not None)
+    return f" ({slices})" if slices else ""
 
 
 def _card_data(plan: Plan, origin: Origin, round_: int, name: str, results: list[EvalResult]) -> ModelCardData:
@@ -148,10 +157,11 @@ def _branch_rows(plan: Plan, merge: Step, metrics: dict) -> list[dict[str, Any]]
     rows = []
     for branch in merge.spec.branches:
         t = training.get((merge.round, branch.teacher.name), {})
+        evaluation = (row.get("branches") or {}).get(branch.teacher.name) or {}
         loss = t.get("final_train_loss")
         rows.append({"teacher": branch.teacher.name, "steps": t.get("steps", "–"),
                      "loss": "–" if loss is None else f"{loss:.4f}", "tokens": t.get("tokens_trained", "–"),
-                     "accuracy": _percent(((row.get("branches") or {}).get(branch.teacher.name) or {}).get("accuracy"))})
+                     "accuracy": _percent(evaluation.get("accuracy")) + _slice_accuracies(evaluation)})
     return rows
 
 
@@ -221,7 +231,7 @@ def round_card(plan: Plan, merge: Step, metrics: dict, repo_id: str | None = Non
         title=title, round=merge.round, rounds=plan.recipe.mot.rounds, branches=_branch_rows(plan, merge, metrics),
         steps=merge.spec.branches[0].max_steps, merged_by=_merged_by(plan), parent=_parent(plan, merge, paths, repo_id),
         origin=_origin_line(plan, origin, paths), eval_name=eval_name(plan) or "no evaluation set",
-        accuracy=_percent(row.get("accuracy")) if plan.recipe.mot.eval else "not evaluated",
+        accuracy=_percent(row.get("accuracy")) + _slice_accuracies(row) if plan.recipe.mot.eval else "not evaluated",
         replay=_replay(plan, merge))
 
 
@@ -266,7 +276,7 @@ def _results(metrics: dict, final_round: int) -> list[dict[str, str]]:
     """This model, the earlier rounds and the student, then every baseline: accuracy and interval."""
     def row(model: str, entry: dict) -> dict[str, str]:
         ci = entry.get("ci")
-        return {"model": model, "accuracy": _percent(entry.get("accuracy")),
+        return {"model": model, "accuracy": _percent(entry.get("accuracy")) + _slice_accuracies(entry),
                 "interval": f"[{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else "–"}
 
     names = {final_round: f"this model (round {final_round})", 0: "the student (round 0)"}

@@ -336,8 +336,8 @@ def status(run_dir: str, as_json: bool) -> None:
               help="Pretraining steps of the student (default: the built-in default's; 0: a random init).")
 @click.option("--force", is_flag=True, help="Replace the toy files already in OUT_DIR.")
 def toy(out_dir: str, seed: int, pretrain_steps: int | None, force: bool) -> None:
-    """Write the built-in default's tiny pretrained student, three teachers' corpora and 300 held-out
-    problems into OUT_DIR (about a minute on 2 CPU cores)."""
+    """Write the built-in default's tiny pretrained student, three teachers' corpora, a validation split
+    and 300 held-out test problems into OUT_DIR (about a minute and a half on 2 CPU cores)."""
     from mot_plugin.toy import PRETRAIN_STEPS, check_toy_dir, make_toy
 
     check_toy_dir(out_dir, force)

@@ -13,7 +13,7 @@ from pathlib import Path
 from mot_plugin.atomic import write_json
 from mot_plugin.grading import EvalError, answers_match, extract_answer, load_eval_file
 from mot_plugin.recipe import Eval
-from mot_plugin.results import EvalMetrics
+from mot_plugin.results import EvalMetrics, SliceMetrics
 
 
 # ---------------------------------------------------------------- generation
@@ -102,6 +102,24 @@ def _generate_vllm(model_dir, prompts, *, n, batch_size, max_new_tokens, tempera
     return ([[o.text for o in r.outputs] for r in results], [[len(o.token_ids) for o in r.outputs] for r in results])
 
 
+def accuracy(correct: list[list[bool]]) -> float:
+    """Mean over problems of the fraction of correct samples (`correct`: each problem's verdicts)."""
+    return sum(sum(marks) / len(marks) for marks in correct) / len(correct)
+
+
+def score_slices(tags: list[list[str]], correct: list[list[bool]]) -> dict[str, SliceMetrics]:
+    """Accuracy per tag over the problems carrying it (`tags` and `correct` per problem, in the same
+    order), tags in sorted order; empty when no problem has tags. Any evaluation of an eval file
+    (the test set's, a validation split's) scores its slices here."""
+    if len(tags) != len(correct):
+        raise ValueError(f"tags of {len(tags)} problems for verdicts of {len(correct)}")
+    slices = {}
+    for tag in sorted({t for problem in tags for t in problem}):
+        marks = [c for problem, c in zip(tags, correct) if tag in problem]
+        slices[tag] = SliceMetrics(accuracy=accuracy(marks), n_problems=len(marks))
+    return slices
+
+
 def evaluate(model_dir, settings: Eval, *, device=None, seed=0, samples_path: Path | None = None,
              generator=None) -> EvalMetrics:
     """Accuracy of the model in model_dir on `settings.data` (the first `settings.limit` problems),
@@ -124,7 +142,7 @@ def evaluate(model_dir, settings: Eval, *, device=None, seed=0, samples_path: Pa
             unextracted += pred is None
             marks.append(pred is not None and answers_match(pred, row["answer"]))
             samples.append({"problem": number, "sample": k, "prompt": row["prompt"], "gold": row["answer"],
-                            "response": text, "extracted": pred, "correct": marks[-1]})
+                            "tags": row["tags"], "response": text, "extracted": pred, "correct": marks[-1]})
         correct.append(marks)
     if samples_path is not None:
         samples_path.parent.mkdir(parents=True, exist_ok=True)
@@ -133,9 +151,9 @@ def evaluate(model_dir, settings: Eval, *, device=None, seed=0, samples_path: Pa
     mean = sum(per_set) / n
     std = math.sqrt(sum((a - mean) ** 2 for a in per_set) / n) if n > 1 else 0.0
     tokens = [c for per in counts for c in per]
-    return EvalMetrics(accuracy=sum(sum(c) / n for c in correct) / len(correct), accuracy_std=std,
-                       n_problems=len(rows), n_samples=n, mean_response_tokens=sum(tokens) / len(tokens),
-                       unextracted=unextracted, seconds=time.perf_counter() - t0)
+    return EvalMetrics(accuracy=accuracy(correct), accuracy_std=std, n_problems=len(rows), n_samples=n,
+                       mean_response_tokens=sum(tokens) / len(tokens), unextracted=unextracted,
+                       slices=score_slices([r["tags"] for r in rows], correct), seconds=time.perf_counter() - t0)
 
 
 # ---------------------------------------------------------------- entry points

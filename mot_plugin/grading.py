@@ -11,6 +11,9 @@ The eval file is JSON lines, one problem a line:
 - `answer` (string or number, required): the gold final answer. It must parse as a number
   ("1,234", "85.0", "3/4") or as a math-verify expression ("\\frac{1}{2}"). A full solution that
   ends in `#### N` or holds a `\\boxed{...}` (a GSM8K `answer` field) is reduced to that answer.
+- `tags` (list of strings, or one string; optional): the slices the problem belongs to, e.g.
+  `["skill"]` or `"geometry"`. Every accuracy is then also given per tag (`evaluate.score_slices`);
+  a problem may carry several tags, and one without tags counts only in the overall accuracy.
 
 Other fields are ignored. Answers are extracted from responses by `extract_answer` and compared by
 `answers_match` (exact numeric equality when both sides are numbers, math-verify otherwise).
@@ -175,8 +178,17 @@ def answers_match(predicted: str, gold: str) -> bool:
 # ---------------------------------------------------------------- eval file
 
 
+def _tags(value, where: str) -> list[str]:
+    """A row's `tags` as a list of distinct strings; anything else raises an `EvalError` naming `where`."""
+    tags = [value] if isinstance(value, str) else value
+    if not isinstance(tags, list) or not all(isinstance(t, str) and t.strip() for t in tags):
+        raise EvalError(f"{where}: 'tags' must be a non-empty string or a list of them, got {str(value)[:60]!r}")
+    return list(dict.fromkeys(t.strip() for t in tags))
+
+
 def load_eval_file(path: str | Path) -> list[dict]:
-    """Read an eval file (see the module docstring); rows come back as {"prompt": str, "answer": str}."""
+    """Read an eval file (see the module docstring); rows come back as {"prompt": str, "answer": str,
+    "tags": [str, ...]} (no tags: an empty list)."""
     path = Path(path)
     if not path.is_file():
         raise EvalError(f"{path}: eval file not found")
@@ -196,7 +208,8 @@ def load_eval_file(path: str | Path) -> list[dict]:
         if not _parsable(gold):
             raise EvalError(f"{path}:{line_no}: gold answer {str(answer)[:60]!r} "
                             "is not a number or math expression")
-        rows.append({"prompt": row["prompt"], "answer": gold})
+        rows.append({"prompt": row["prompt"], "answer": gold,
+                     "tags": _tags(row["tags"], f"{path}:{line_no}") if row.get("tags") is not None else []})
     if not rows:
         raise EvalError(f"{path}: no problems in eval file")
     return rows

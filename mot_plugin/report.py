@@ -48,16 +48,35 @@ def _training(steps: list[Step], done: dict) -> dict[str, Any]:
     }
 
 
+def _interval(accuracy: float | None, problems: int | None, samples: int | None) -> dict[str, Any]:
+    """n = problems x samples answers and the 95% Wilson interval of `accuracy` over them."""
+    n = (problems or 0) * (samples or 1)
+    ci = wilson_interval(round(accuracy * n), n) if n and accuracy is not None else None
+    return {"n": n or None, "ci": [round(v, 4) for v in ci] if ci else None}
+
+
 def _evaluation(step: Step | None, done: dict) -> dict[str, Any]:
-    """An evaluation's numbers, with a 95% Wilson interval over its n = problems x samples answers."""
+    """An evaluation's numbers, with a 95% Wilson interval over its n = problems x samples answers;
+    with `slices` (accuracy, n and interval per tag) when its eval rows carry tags."""
     marker = done.get(step.id) if step else None
     if not marker:
         return {**dict.fromkeys(EVAL_FIELDS), "n": None, "ci": None}
     result = marker["result"]
     row = {k: result.get(k) for k in EVAL_FIELDS}
-    n = (result.get("n_problems") or 0) * (result.get("n_samples") or 1)
-    ci = wilson_interval(round(row["accuracy"] * n), n) if n and row["accuracy"] is not None else None
-    return {**row, "n": n or None, "ci": [round(v, 4) for v in ci] if ci else None}
+    row.update(_interval(row["accuracy"], result.get("n_problems"), result.get("n_samples")))
+    slices = result.get("slices") or {}
+    if slices:
+        row["slices"] = {tag: {"accuracy": s["accuracy"], "problems": s["n_problems"],
+                               **_interval(s["accuracy"], s["n_problems"], result.get("n_samples"))}
+                         for tag, s in slices.items()}
+    return row
+
+
+def _slice_gains(row: dict[str, Any]) -> dict[str, Any]:
+    """Per tag: the merged model's accuracy on the slice minus its branches' mean and best."""
+    return {tag: _merge_gain(s["accuracy"], {t: (b.get("slices") or {}).get(tag, {"accuracy": None})
+                                             for t, b in row["branches"].items()})
+            for tag, s in (row.get("slices") or {}).items()}
 
 
 def _merge_gain(merged: float | None, branches: dict[str, dict]) -> dict[str, Any] | None:
@@ -70,21 +89,30 @@ def _merge_gain(merged: float | None, branches: dict[str, dict]) -> dict[str, An
             "vs_best": round(100 * (merged - scores[best]), 2), "best_branch": best}
 
 
-def _verdicts(step: Step) -> tuple[dict[int, bool], bool] | None:
-    """Per problem: right or wrong (the majority of its samples, ties wrong), and whether a majority
-    was taken; None without `samples.jsonl`."""
+def _verdicts(step: Step) -> tuple[dict[int, bool], bool, dict[int, list[str]]] | None:
+    """Per problem: right or wrong (the majority of its samples, ties wrong), whether a majority was
+    taken, and per problem its tags; None without `samples.jsonl`."""
     path = step.output_dir / "samples.jsonl"
     if not path.is_file():
         return None
     marks: dict[int, list[bool]] = {}
+    tags: dict[int, list[str]] = {}
     for _, row in read_jsonl(path, ValueError):
         if "problem" in row and "correct" in row:
             marks.setdefault(int(row["problem"]), []).append(bool(row["correct"]))
-    return ({p: 2 * sum(m) > len(m) for p, m in marks.items()}, any(len(m) > 1 for m in marks.values()))
+            tags[int(row["problem"])] = row.get("tags") or []
+    return ({p: 2 * sum(m) > len(m) for p, m in marks.items()}, any(len(m) > 1 for m in marks.values()), tags)
+
+
+def _mcnemar(mine: dict[int, bool], theirs: dict[int, bool], problems: list[int]) -> dict[str, Any]:
+    """Exact McNemar of two models' verdicts on `problems`."""
+    _, b, c, _ = paired_counts([mine[p] for p in problems], [theirs[p] for p in problems])
+    return {"problems": len(problems), "b": b, "c": c, "p": mcnemar_exact(b, c)}
 
 
 def _paired(final: Step, baselines: list[Step], done: dict) -> list[dict[str, Any]]:
-    """MoT's final round against each baseline on the problems both answered: exact McNemar."""
+    """MoT's final round against each baseline on the problems both answered: exact McNemar, overall
+    and (`slices`) on each tag's problems when the eval rows carry tags."""
     mine = _verdicts(final) if final.id in done else None
     rows = []
     for step in baselines:
@@ -92,9 +120,13 @@ def _paired(final: Step, baselines: list[Step], done: dict) -> list[dict[str, An
         if not mine or not theirs:
             continue
         problems = sorted(mine[0].keys() & theirs[0].keys())
-        _, b, c, _ = paired_counts([mine[0][p] for p in problems], [theirs[0][p] for p in problems])
-        rows.append({"baseline": step.spec.name, "round": final.round, "problems": len(problems), "b": b, "c": c,
-                     "p": mcnemar_exact(b, c), "majority": mine[1] or theirs[1]})
+        row = {"baseline": step.spec.name, "round": final.round, **_mcnemar(mine[0], theirs[0], problems),
+               "majority": mine[1] or theirs[1]}
+        tags = sorted({t for p in problems for t in mine[2][p]})
+        if tags:
+            row["slices"] = {tag: _mcnemar(mine[0], theirs[0], [p for p in problems if tag in mine[2][p]])
+                             for tag in tags}
+        rows.append(row)
     return rows
 
 
@@ -140,6 +172,8 @@ def collect_metrics(plan: Plan) -> dict[str, Any]:
         branches = {s.spec.teacher: _evaluation(s, done) for s in steps if s.kind == "eval" and s.spec.role == "branch"}
         if branches:
             row.update(branches=branches, merge_gain=_merge_gain(row["accuracy"], branches))
+            if row.get("slices"):
+                row["slice_merge_gain"] = _slice_gains(row)
         rounds.append(row)
     baselines, baseline_evals = {}, [s for s in evals if s.spec.role == "baseline"]
     for step in baseline_evals:
@@ -175,22 +209,40 @@ def _across(entries: list[dict], key: str) -> dict[str, Any]:
     return {key: mean, f"{key}_std_across_runs": std, f"{key}_per_run": per_run}
 
 
+def _combined(row: dict[str, Any], same: list[dict]) -> dict[str, Any]:
+    """One evaluation's row over runs (`same`: each run's row): its accuracy, and each slice's, as the
+    mean and std across runs, every run's value, no interval."""
+    row = {**row, **_across(same, "accuracy"), "ci": None}
+    if "slices" in row:
+        row["slices"] = {tag: {**entry, **_across([(s.get("slices") or {}).get(tag, {}) for s in same], "accuracy"),
+                               "ci": None} for tag, entry in row["slices"].items()}
+    return row
+
+
+def _combined_gain(gains: list[dict]) -> dict[str, Any]:
+    """Merge gains over runs: mean and std across runs, every run's value."""
+    gains = [gain or {} for gain in gains]
+    return {**_across(gains, "vs_mean"), **_across(gains, "vs_best")}
+
+
 def combine(runs: list[dict[str, Any]], run_dir: Path) -> dict[str, Any]:
-    """Several runs (seeds) of one recipe: accuracies and merge gains as mean and std across runs,
-    with every run's value; intervals stay per run; per-run tables name their run."""
+    """Several runs (seeds) of one recipe: accuracies (overall and per slice) and merge gains as mean
+    and std across runs, with every run's value; intervals stay per run; per-run tables name their run."""
     first = runs[0]
     labels = [Path(run["run_dir"]).name for run in runs]
     rows = []
     for i, row in enumerate(first["mot"]):
         same = [run["mot"][i] if i < len(run["mot"]) else {} for run in runs]
-        row = {**row, **_across(same, "accuracy"), "ci": None}
+        row = _combined(row, same)
         if "branches" in row:
-            row["branches"] = {t: {**_across([s.get("branches", {}).get(t, {}) for s in same], "accuracy"), "ci": None}
-                               for t in row["branches"]}
-            gains = [s.get("merge_gain") or {} for s in same]
-            row["merge_gain"] = {**_across(gains, "vs_mean"), **_across(gains, "vs_best")}
+            row["branches"] = {t: _combined(b, [s.get("branches", {}).get(t, {}) for s in same])
+                               for t, b in row["branches"].items()}
+            row["merge_gain"] = _combined_gain([s.get("merge_gain") for s in same])
+        if "slice_merge_gain" in row:
+            row["slice_merge_gain"] = {tag: _combined_gain([(s.get("slice_merge_gain") or {}).get(tag) for s in same])
+                                       for tag in row["slice_merge_gain"]}
         rows.append(row)
-    baselines = {name: {**row, **_across([run["baselines"].get(name, {}) for run in runs], "accuracy"), "ci": None}
+    baselines = {name: _combined(row, [run["baselines"].get(name, {}) for run in runs])
                  for name, row in first["baselines"].items()}
     tables = {key: [{"run": label, **row} for label, run in zip(labels, runs) for row in run.get(key, [])]
               for key in TABLES}

@@ -1,5 +1,6 @@
-"""The Markdown report: every round and baseline with its 95% interval, merge gains, paired tests,
-merge diagnostics and training, and a summary that says when a difference is within the noise."""
+"""The Markdown report: every round and baseline with its 95% interval (overall and per slice), merge
+gains, paired tests, merge diagnostics and training, and a summary that says when a difference is
+within the noise."""
 
 from __future__ import annotations
 
@@ -87,17 +88,36 @@ def _rounds(metrics: dict[str, Any]) -> list[str]:
         [r["round"], _acc(r), _cell(r["unextracted"]), _number(r["mean_response_tokens"], ".1f"),
          _number(r["train_loss"], LOSS), r["cumulative_branch_steps"], r["cumulative_tokens_trained"],
          _number(r["seconds"], ".1f")] for r in metrics["mot"]])
-    rounds = [r for r in metrics["mot"] if r.get("branches")]
-    if rounds:
-        teachers = list(rounds[0]["branches"])
-        lines += ["", "## Merge gain: each round's merge against its branches", "",
-                  "Each branch is evaluated on the same problems as the merged model; the gain is the merged "
-                  "model's accuracy minus the branches' mean, and minus the best branch's, in points.", ""]
-        lines += _table(["round", *(f"branch {t}" for t in teachers), "merged", "merged − mean branch",
-                         "merged − best branch"],
-                        [[r["round"], *(_acc(r["branches"].get(t, {})) for t in teachers), _acc(r),
-                          _points(r["merge_gain"], "vs_mean"), _points(r["merge_gain"], "vs_best")] for r in rounds])
-    return lines
+    return lines + _merge_gains(metrics, sliced=False)
+
+
+GAIN_SECTIONS = {
+    False: ("Merge gain: each round's merge against its branches",
+            "Each branch is evaluated on the same problems as the merged model; the gain is the merged model's "
+            "accuracy minus the branches' mean, and minus the best branch's, in points."),
+    True: ("Merge gain by slice", "Each round's merge against its branches on each slice: a merge that keeps less "
+                                  "of what its branches learned shows here first."),
+}
+
+
+def _merge_gains(metrics: dict[str, Any], sliced: bool) -> list[str]:
+    """Each round's merged model against its branches: one row per round, or (`sliced`) per round and slice."""
+    rounds = [r for r in metrics["mot"] if r.get("slice_merge_gain" if sliced else "branches")]
+    if not rounds:
+        return []
+    teachers = list(rounds[0]["branches"])
+
+    def on(entry: dict | None, tag: str | None) -> dict:
+        return ((entry or {}).get("slices") or {}).get(tag, {}) if tag else entry or {}
+
+    rows = [(r, tag, r["slice_merge_gain"][tag] if tag else r["merge_gain"])
+            for r in rounds for tag in (r["slice_merge_gain"] if sliced else [None])]
+    title, text = GAIN_SECTIONS[sliced]
+    header = ["round", *(["slice"] if sliced else []), *(f"branch {t}" for t in teachers), "merged",
+              "merged − mean branch", "merged − best branch"]
+    return ["", f"## {title}", "", text, ""] + _table(header, [
+        [r["round"], *([tag] if sliced else []), *(_acc(on(r["branches"].get(t), tag)) for t in teachers),
+         _acc(on(r, tag)), _points(gain, "vs_mean"), _points(gain, "vs_best")] for r, tag, gain in rows])
 
 
 def _baselines(metrics: dict[str, Any]) -> list[str]:
@@ -119,7 +139,47 @@ def _baselines(metrics: dict[str, Any]) -> list[str]:
                   f"baseline wrong, c = the reverse; p is two-sided.{majority}", ""]
         lines += _with_run(["baseline", "MoT round", "problems", "b", "c", "McNemar p"], paired, lambda p: [
             p["baseline"], p["round"], p["problems"], p["b"], p["c"], f"{p['p']:.2g}"])
+        by_slice = [{**({"run": p["run"]} if "run" in p else {}), "baseline": p["baseline"], "slice": tag, **test}
+                    for p in paired for tag, test in (p.get("slices") or {}).items()]
+        if by_slice:
+            lines += ["", "The same test on each slice's problems:", ""]
+            lines += _with_run(["baseline", "slice", "problems", "b", "c", "McNemar p"], by_slice, lambda p: [
+                p["baseline"], p["slice"], p["problems"], p["b"], p["c"], f"{p['p']:.2g}"])
     return lines
+
+
+def _tags(metrics: dict[str, Any]) -> dict[str, int | None]:
+    """Every slice (tag) an evaluation of the report has, in sorted order, with its number of problems."""
+    entries = [*metrics["mot"], *(b for r in metrics["mot"] for b in (r.get("branches") or {}).values()),
+               *metrics["baselines"].values()]
+    found = {tag: s.get("problems") for e in entries for tag, s in (e.get("slices") or {}).items()}
+    return dict(sorted(found.items()))
+
+
+def _evaluated(metrics: dict[str, Any]) -> list[tuple[str, dict]]:
+    """Every evaluated model of the report, named: the student, each round's branches and merged model,
+    each baseline."""
+    rows = []
+    for r in metrics["mot"]:
+        rows += [(f"round {r['round']} branch {t}", b) for t, b in (r.get("branches") or {}).items()]
+        rows.append(("student (round 0)" if not r["round"] else f"round {r['round']}" +
+                     (" merged" if r.get("branches") else ""), r))
+    return rows + [(f"baseline {name}", row) for name, row in metrics["baselines"].items()]
+
+
+def _slices(metrics: dict[str, Any]) -> list[str]:
+    """Accuracy on each slice (tag) for every evaluated model, and each merge's gain per slice."""
+    tags = _tags(metrics)
+    if not tags:
+        return []
+    accuracy = "mean ± std (per run)" if "runs" in metrics else "[95% CI]"
+    lines = ["", "## Accuracy by slice", "",
+             f"A slice is the eval problems carrying one tag (`tags` in the eval file); accuracy {accuracy} "
+             "on each slice's problems, next to the overall accuracy.", ""]
+    lines += _table(["model", "all", *(f"{tag} ({n} problem{'' if n == 1 else 's'})" for tag, n in tags.items())],
+                    [[name, _acc(row), *(_acc((row.get("slices") or {}).get(tag, {})) for tag in tags)]
+                     for name, row in _evaluated(metrics) if row.get("accuracy") is not None])
+    return lines + _merge_gains(metrics, sliced=True)
 
 
 def _diagnostics(metrics: dict[str, Any]) -> list[str]:
@@ -202,17 +262,28 @@ def _summary(metrics: dict[str, Any]) -> list[str]:
             line = (f"- MoT's final round {lead} the highest baseline, {name} at {_acc(row)} "
                     f"with {row['branch_steps']} branch-steps")
         out.append(line + _verdict(final, row, paired, several))
-    gains = [r["merge_gain"] for r in metrics["mot"] if (r.get("merge_gain") or {}).get("vs_mean") is not None]
-    if gains:
-        out.append(f"- the merge beat the mean of its branches in {sum(g['vs_mean'] > 0 for g in gains)} of "
-                   f"{len(gains)} rounds and the best branch in {sum(g['vs_best'] > 0 for g in gains)}")
+        for tag in _tags(metrics):
+            mine, theirs = ((entry.get("slices") or {}).get(tag) for entry in (final, row))
+            if mine and theirs and mine.get("accuracy") is not None and theirs.get("accuracy") is not None:
+                tests = [p["slices"][tag] for p in paired if tag in (p.get("slices") or {})]
+                out.append(f"- on slice `{tag}`: MoT's final round {_acc(mine)}, {name} {_acc(theirs)}"
+                           + _verdict(mine, theirs, tests, several))
+    for tag in ["", *_tags(metrics)]:
+        gains = [r["slice_merge_gain"].get(tag) if tag else r["merge_gain"] for r in metrics["mot"]
+                 if r.get("slice_merge_gain" if tag else "merge_gain")]
+        gains = [g for g in gains if (g or {}).get("vs_mean") is not None]
+        if gains:
+            out.append(f"- {f'on slice `{tag}`, ' if tag else ''}the merge beat the mean of its branches in "
+                       f"{sum(g['vs_mean'] > 0 for g in gains)} of {len(gains)} rounds and the best branch in "
+                       f"{sum(g['vs_best'] > 0 for g in gains)}")
     return out
 
 
 def render_markdown(metrics: dict[str, Any], plot_name: str | None) -> str:
-    """The report: every round, merge gains, baselines, paired tests, merge diagnostics, training,
-    and a summary."""
-    lines = _header(metrics) + _rounds(metrics) + _baselines(metrics) + _diagnostics(metrics) + _training(metrics)
+    """The report: every round, merge gains, baselines, paired tests, accuracy by slice, merge
+    diagnostics, training, and a summary."""
+    lines = (_header(metrics) + _rounds(metrics) + _baselines(metrics) + _slices(metrics) + _diagnostics(metrics)
+             + _training(metrics))
     lines += ["", "## Summary", ""] + _summary(metrics)
     if plot_name:
         lines += ["", f"![accuracy per round and training loss]({plot_name})"]

@@ -73,6 +73,15 @@ class MergeResult(StepResult):
         return f"merged {len(self.inputs)} models" if self.inputs else ""
 
 
+class SliceMetrics(BaseModel):
+    """Accuracy on the problems of one tag (a slice) of the eval file."""
+
+    accuracy: float
+    """Mean over the slice's problems of the fraction of correct samples."""
+    n_problems: int
+    """Problems carrying the tag."""
+
+
 class EvalMetrics(StepResult):
     """Accuracy of one model on the held-out problems (`mot_plugin.evaluate.evaluate`)."""
 
@@ -89,11 +98,14 @@ class EvalMetrics(StepResult):
     """Responses with no extractable final answer."""
     seconds: float | None = None
     """Wall time of the whole evaluation (model load, generation, grading)."""
+    slices: dict[str, SliceMetrics] = {}
+    """Accuracy per tag of the eval rows (`tags`, see `mot_plugin.grading`); empty when no row has tags."""
 
     def brief(self) -> str:
         if self.accuracy is None:
             return ""
-        return f"accuracy {100 * self.accuracy:.1f}%, unextracted {self.unextracted}"
+        slices = "".join(f", {tag} {100 * s.accuracy:.1f}% of {s.n_problems}" for tag, s in self.slices.items())
+        return f"accuracy {100 * self.accuracy:.1f}%{slices}, unextracted {self.unextracted}"
 
 
 RESULTS: dict[str, type[StepResult]] = {"prepare": PrepareResult, "branch": BranchResult, "merge": MergeResult,

@@ -1,13 +1,18 @@
 """Built-in toy setup: a tiny pretrained Qwen3 student and three arithmetic teachers in MoT's regime.
 
-A faithful miniature of the paper's setting (see docs/results.md for the sweep behind it):
-- every problem is a two-digit addition word problem;
-- the student is pretrained (`toytrain.pretrain`) on problems without a carry, solved by the same
-  procedure (column addition) in a neutral phrasing no teacher uses, so it starts well above 0%
-  and below what the teachers can teach: the carry;
+A faithful miniature of the paper's setting (docs/results.md has the sweep behind it):
+- every problem is a two-digit addition word problem; the skill the teachers have and the student
+  lacks is the carry;
+- the student is pretrained (`toytrain.pretrain`) to convergence on a general corpus of problems
+  *without* a carry, each solved by the same procedure (column addition) in a phrasing drawn from a
+  neutral one and every teacher's (without their mistakes): it reads and writes every teacher's kind
+  of chain of thought, solves the problems without a carry and not the others;
 - the teachers share that procedure and differ the way real teachers do: phrasing, verbosity,
   order of steps, and each has its own systematic mistake (a condition under which it is always
-  wrong), so no single teacher is always right and a majority is right almost everywhere.
+  wrong), so no single teacher is always right and a majority is right almost everywhere;
+- three disjoint problem sets besides the student's corpus: the teachers' prompts, a validation
+  split (for every choice: lr, steps, rounds, merge) and the held-out test set that is only reported.
+  Validation and test rows carry a tag: `skill` (needs a carry) or `kept` (does not).
 """
 
 from __future__ import annotations
@@ -87,15 +92,22 @@ def tensfirst(a: int, b: int, mistakes: bool = True) -> str:
 SOLVERS: dict[str, Callable[[int, int], str]] = {"brief": brief, "wordy": wordy, "tensfirst": tensfirst}
 
 
-def pretraining_rows(generic: list[tuple[str, int, int]], seed: int, phrasings: str = "neutral") -> list[dict]:
-    """The student's generic corpus: each problem (none with a carry) solved correctly in the neutral
-    phrasing, or (`phrasings="all"`) in one drawn from the neutral one and the teachers' without
-    their mistakes. The built-in default uses the neutral one (docs/results.md compares both)."""
+def pretraining_rows(generic: list[tuple[str, int, int]], seed: int) -> list[dict]:
+    """The student's general corpus: each problem (none with a carry) solved correctly in a phrasing
+    drawn from the neutral one and the teachers' (without their mistakes)."""
     rng = random.Random(seed)
-    styles = [neutral]
-    if phrasings == "all":
-        styles += [lambda a, b, f=f: f(a, b, mistakes=False) for f in SOLVERS.values()]
+    styles = [neutral] + [lambda a, b, f=f: f(a, b, mistakes=False) for f in SOLVERS.values()]
     return [chat(prompt, rng.choice(styles)(a, b)) for prompt, a, b in generic]
+
+
+def tag(a: int, b: int) -> str:
+    """The slice a problem belongs to: `skill` (needs a carry: what the teachers teach) or `kept`."""
+    return "skill" if carries(a, b) else "kept"
+
+
+def eval_rows(held_out: list[tuple[str, int, int]]) -> list[dict]:
+    """Held-out problems as eval rows (`prompt`, `answer`, `tags`)."""
+    return [{"prompt": p, "answer": str(a + b), "tags": [tag(a, b)]} for p, a, b in held_out]
 
 
 def answer_of(cot: str) -> int:
@@ -154,20 +166,21 @@ def tokenizer(texts: list[str]):
     )
 
 
-def new_student(tok, seed: int):
-    """A randomly initialised tiny Qwen3 (0.8M parameters) for this tokenizer (float32)."""
+def new_student(tok, seed: int, hidden: int = 128):
+    """A randomly initialised tiny Qwen3 for this tokenizer (float32): 4 layers of width `hidden`
+    (128: 0.8M parameters), 4 heads."""
     import torch
     from transformers import GenerationConfig, Qwen3Config, Qwen3ForCausalLM
 
     ids = dict(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
     config = Qwen3Config(
         vocab_size=len(tok),
-        hidden_size=128,
-        intermediate_size=384,
+        hidden_size=hidden,
+        intermediate_size=3 * hidden,
         num_hidden_layers=4,
         num_attention_heads=4,
         num_key_value_heads=2,
-        head_dim=32,
+        head_dim=hidden // 4,
         max_position_embeddings=256,
         tie_word_embeddings=True,
         **ids,
@@ -184,21 +197,24 @@ def carries(a: int, b: int) -> bool:
     return a % 10 + b % 10 >= 10
 
 
-def split_problems(seed: int, n_train: int, n_eval: int, n_pretrain: int):
-    """Disjoint problem sets: the teachers' (`n_train`), the held-out ones (`n_eval`) and the
-    student's pretraining (`n_pretrain`, problems without a carry only: the skill is left for the teachers)."""
+def split_problems(seed: int, n_train: int, n_val: int, n_eval: int, n_pretrain: int):
+    """Disjoint problem sets: the teachers' (`n_train`), the validation split (`n_val`), the held-out
+    test set (`n_eval`) and the student's pretraining (`n_pretrain`, problems without a carry only:
+    the skill is left for the teachers)."""
     rng = random.Random(seed)
     drawn = problems(rng, 90 * 90)
-    train, held_out = drawn[:n_train], drawn[n_train:n_train + n_eval]
-    generic = [p for p in drawn[n_train + n_eval:] if not carries(p[1], p[2])][:n_pretrain]
-    return train, held_out, generic
+    cuts = [n_train, n_train + n_val, n_train + n_val + n_eval]
+    train, validation, test = drawn[:cuts[0]], drawn[cuts[0]:cuts[1]], drawn[cuts[1]:cuts[2]]
+    generic = [p for p in drawn[cuts[2]:] if not carries(p[1], p[2])][:n_pretrain]
+    return train, validation, test, generic
 
 
-PRETRAIN_STEPS = 200
-"""Pretraining steps of the built-in student (batch 32, lr 3e-3)."""
+PRETRAIN_STEPS = 500
+"""Pretraining steps of the built-in student (batch 32, lr 3e-3): enough to solve almost every
+problem without a carry (docs/results.md)."""
 
 
-OUTPUTS = ("data", "eval.jsonl", "student")
+OUTPUTS = ("data", "validation.jsonl", "eval.jsonl", "student")
 """What `make_toy` writes into its directory."""
 
 
@@ -210,13 +226,14 @@ def check_toy_dir(out_dir: str | Path, force: bool = False) -> None:
             raise UserError(f"{path}: exists; pass --force to replace it")
 
 
-def make_toy(out_dir: str | Path, *, n_train: int = 400, n_eval: int = 300, n_pretrain: int = 2000,
+def make_toy(out_dir: str | Path, *, n_train: int = 400, n_val: int = 300, n_eval: int = 300, n_pretrain: int = 2000,
              pretrain_steps: int = PRETRAIN_STEPS, seed: int = 0, force: bool = False) -> dict[str, Path]:
-    """Write the toy student, the teacher corpora and a held-out eval file under out_dir; return their paths.
+    """Write the toy student, the teacher corpora, the validation split and the held-out test file
+    under out_dir; return their paths (keys `teacher:<name>`, `validation`, `eval`, `student`).
 
     The student is pretrained for `pretrain_steps` steps on `n_pretrain` problems without a carry
-    (disjoint from the teachers' and the held-out ones, see `pretraining_rows`), so it solves the
-    problems without a carry (about 55% of them) and not the others; 0 leaves it a random init.
+    (disjoint from the other sets, see `pretraining_rows`), so it solves the problems without a
+    carry (about 55% of them) and not the others; 0 leaves it a random init.
     Everything is written into a fresh directory first and moved into place once complete; an
     existing output is refused unless `force`.
     """
@@ -224,7 +241,8 @@ def make_toy(out_dir: str | Path, *, n_train: int = 400, n_eval: int = 300, n_pr
     check_toy_dir(final, force)
     final.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=final, prefix=".toy-partial-") as partial:
-        paths = _make_toy(Path(partial), n_train, n_eval, n_pretrain, pretrain_steps, seed)
+        sizes = (n_train, n_val, n_eval, n_pretrain)
+        paths = _make_toy(Path(partial), sizes, pretrain_steps, seed)
         for name in OUTPUTS:
             target = final / name
             if target.is_dir() and not target.is_symlink():
@@ -235,22 +253,26 @@ def make_toy(out_dir: str | Path, *, n_train: int = 400, n_eval: int = 300, n_pr
     return {key: final / path.relative_to(partial) for key, path in paths.items()}
 
 
-def _make_toy(out: Path, n_train: int, n_eval: int, n_pretrain: int, pretrain_steps: int, seed: int) -> dict[str, Path]:
+def corpus_texts(train, validation, test, generic, pretraining: list[dict]) -> list[str]:
+    """Every text the toy tokenizer is trained on: all prompts, every teacher's and the student's responses."""
+    texts = [p for p, _, _ in train + validation + test + generic]
+    texts += [solve(a, b) for solve in SOLVERS.values() for _, a, b in train]
+    return texts + [r["messages"][1]["content"] for r in pretraining]
+
+
+def _make_toy(out: Path, sizes: tuple[int, int, int, int], pretrain_steps: int, seed: int) -> dict[str, Path]:
     from mot_plugin.toytrain import pretrain
 
-    train, held_out, generic = split_problems(seed, n_train, n_eval, n_pretrain)
+    train, validation, test, generic = split_problems(seed, *sizes)
     paths: dict[str, Path] = {}
-    texts = [p for p, _, _ in train + held_out + generic]
     for name in TEACHERS:
-        rows = [chat(prompt, SOLVERS[name](a, b)) for prompt, a, b in train]
-        texts += [r["messages"][1]["content"] for r in rows]
         paths[f"teacher:{name}"] = out / "data" / f"{name}.jsonl"
-        _write_jsonl(paths[f"teacher:{name}"], rows)
+        _write_jsonl(paths[f"teacher:{name}"], [chat(prompt, SOLVERS[name](a, b)) for prompt, a, b in train])
     pretraining = pretraining_rows(generic, seed)
-    texts += [r["messages"][1]["content"] for r in pretraining]
-    paths["eval"] = out / "eval.jsonl"
-    _write_jsonl(paths["eval"], [{"prompt": p, "answer": str(a + b)} for p, a, b in held_out])
-    tok = tokenizer(texts)
+    paths["validation"], paths["eval"] = out / "validation.jsonl", out / "eval.jsonl"
+    _write_jsonl(paths["validation"], eval_rows(validation))
+    _write_jsonl(paths["eval"], eval_rows(test))
+    tok = tokenizer(corpus_texts(train, validation, test, generic, pretraining))
     model = new_student(tok, seed)
     if pretrain_steps:
         pretrain(model, tok, pretraining, steps=pretrain_steps, seed=seed)

@@ -77,7 +77,7 @@ def train(model, tok, rows: list[dict], *, steps: int, lr: float, batch_size: in
 
 
 def pretrain(model, tok, rows: list[dict], *, steps: int, seed: int = 0, lr: float = 3e-3) -> list[float]:
-    """Pretrain the toy student on generic rows (the neutral chain of thought), stopped after `steps`."""
+    """Pretrain the toy student on its general corpus (`toy.pretraining_rows`), stopped after `steps`."""
     return train(model, tok, rows, steps=steps, lr=lr, warmup=20, seed=seed)
 
 

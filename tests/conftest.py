@@ -37,7 +37,7 @@ def toy(tmp_path_factory) -> dict[str, Path]:
     from mot_plugin.toy import make_toy
 
     out = tmp_path_factory.mktemp("toy")
-    return {k: Path(v).absolute() for k, v in make_toy(out, n_train=64, n_eval=8, pretrain_steps=0).items()}
+    return {k: Path(v).absolute() for k, v in make_toy(out, n_train=64, n_val=8, n_eval=8, pretrain_steps=0).items()}
 
 
 @pytest.fixture

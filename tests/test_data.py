@@ -98,6 +98,8 @@ def test_champ_export_holds_out_problems(champ):
     assert not {r["id"] for r in rows} & {r["id"] for r in held_out}
     assert not {r["prompt"] for r in rows} & {r["prompt"] for r in held_out}
     assert len(load_eval_file(champ / "eval.jsonl")) == 38  # every held-out gold answer verifies
+    assert {tag for r in held_out for tag in r["tags"]} == {"combinatorics", "number-theory", "polynomial",
+                                                            "inequality", "sequence"}
     counts = {t: len(read_jsonl(champ / "teachers" / f"{t}.jsonl")) for t in ("gpt35", "gpt4", "gpt4t", "palm2m")}
     assert counts == {"gpt35": 227, "gpt4": 230, "gpt4t": 229, "palm2m": 232}
     first = read_jsonl(champ / "teachers" / "gpt4.jsonl")[0]

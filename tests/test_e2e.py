@@ -206,6 +206,28 @@ def test_evaluations_and_baselines_recorded(with_baselines):
     assert len(samples) == 4 and all("response" in json.loads(line) for line in samples)
 
 
+def test_every_evaluation_is_scored_per_slice(with_baselines):
+    """The toy's eval rows are tagged `skill` (a carry) or `kept`: each evaluation's slices are its own
+    samples' verdicts counted per tag, with intervals, in metrics.json and the report."""
+    from mot_plugin.stats import wilson_interval
+
+    metrics = json.loads((with_baselines / "metrics.json").read_text())
+    evaluated = {f"round-{r['round']:02d}": r for r in metrics["mot"]} | metrics["baselines"]
+    for name, row in evaluated.items():
+        samples = [json.loads(line) for line in
+                   (with_baselines / "eval" / name / "out/samples.jsonl").read_text().splitlines()]
+        assert {tag for sample in samples for tag in sample["tags"]} == {"skill", "kept"}
+        for tag, entry in row["slices"].items():
+            marks = [sample["correct"] for sample in samples if tag in sample["tags"]]
+            assert (entry["accuracy"], entry["problems"]) == (sum(marks) / len(marks), len(marks)), (name, tag)
+            assert entry["ci"] == [round(v, 4) for v in wilson_interval(sum(marks), len(marks))]
+        assert sum(e["accuracy"] * e["problems"] for e in row["slices"].values()) == pytest.approx(4 * row["accuracy"])
+    assert {tag: p["problems"] for tag, p in metrics["paired"][0]["slices"].items()} == {"kept": 3, "skill": 1}
+    report = (with_baselines / "report.md").read_text()
+    assert "| model | all | kept (3 problems) | skill (1 problem) |" in report
+    assert "| baseline oneshot |" in report.split("## Accuracy by slice")[1]
+
+
 def test_report_plot_and_model_card(with_baselines):
     import matplotlib.image
 
@@ -238,6 +260,7 @@ def test_mot_eval_command(with_baselines, toy, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = json.loads(result.stdout)
     assert metrics["n_problems"] == 2 and 0.0 <= metrics["accuracy"] <= 1.0
+    assert sum(s["n_problems"] for s in metrics["slices"].values()) == 2, "each toy problem has one tag"
     assert (out / "metrics.json").is_file() and len((out / "samples.jsonl").read_text().splitlines()) == 2
 
 

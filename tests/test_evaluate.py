@@ -7,7 +7,7 @@ from importlib.resources import files
 
 import pytest
 
-from mot_plugin.evaluate import evaluate, generate
+from mot_plugin.evaluate import evaluate, generate, score_slices
 from mot_plugin.grading import EvalError, answers_match, extract_answer, load_eval_file
 from mot_plugin.recipe import Eval
 
@@ -38,7 +38,7 @@ def test_gsm8k_loads_as_an_eval_file(gsm8k, tmp_path):
     path.write_text("".join(json.dumps({"prompt": r["question"], "answer": r["answer"]}) + "\n" for r in gsm8k))
     rows = load_eval_file(path)
     assert len(rows) == 1319
-    assert rows[0] == {"prompt": gsm8k[0]["question"], "answer": "18"}  # a `#### N` solution is reduced to N
+    assert rows[0] == {"prompt": gsm8k[0]["question"], "answer": "18", "tags": []}  # a `#### N` solution is reduced to N
     wrong = sum(answers_match(str(int(r["answer"].replace(",", "")) + 1), r["answer"]) for r in rows)
     assert wrong == 0
 
@@ -102,6 +102,10 @@ def _write(path, lines):
     (['{"prompt": "a", "answer": 3}', '{"prompt": "b", "answer": "twelve apples"}'], 2, "not a number"),
     (['{"prompt": "a", "answer": null}'], 1, "string or a number"),
     (['["a", "1"]'], 1, "JSON object"),
+    (['{"prompt": "a", "answer": 1, "tags": ["skill"]}', '{"prompt": "b", "answer": 2, "tags": 3}'], 2, "'tags'"),
+    (['{"prompt": "a", "answer": 1, "tags": ["skill", 3]}'], 1, "'tags' must be a non-empty string or a list"),
+    (['{"prompt": "a", "answer": 1, "tags": [" "]}'], 1, "'tags'"),
+    (['{"prompt": "a", "answer": 1, "tags": {"skill": 1}}'], 1, "'tags'"),
 ])
 def test_load_eval_file_errors_name_file_and_line(tmp_path, lines, line_no, words):
     path = _write(tmp_path / "eval.jsonl", lines)
@@ -122,10 +126,30 @@ def test_load_eval_file_accepts_numbers_and_toy(toy, tmp_path):
     rows = load_eval_file(_write(tmp_path / "e.jsonl", ['{"prompt": "a", "answer": 85, "id": 1}',
                                                         '{"prompt": "b", "answer": 2.5}',
                                                         '{"prompt": "c", "answer": "\\\\frac{1}{2}"}']))
-    assert rows == [{"prompt": "a", "answer": "85"}, {"prompt": "b", "answer": "2.5"},
-                    {"prompt": "c", "answer": "\\frac{1}{2}"}]
+    assert rows == [{"prompt": "a", "answer": "85", "tags": []}, {"prompt": "b", "answer": "2.5", "tags": []},
+                    {"prompt": "c", "answer": "\\frac{1}{2}", "tags": []}]
     toy_rows = load_eval_file(toy["eval"])
     assert len(toy_rows) == 8 and all(r["answer"].isdigit() for r in toy_rows)
+    assert {tag for r in toy_rows for tag in r["tags"]} == {"skill", "kept"} and all(len(r["tags"]) == 1 for r in toy_rows)
+
+
+def test_load_eval_file_tags(tmp_path):
+    rows = load_eval_file(_write(tmp_path / "e.jsonl", [
+        '{"prompt": "a", "answer": 1, "tags": "skill"}', '{"prompt": "b", "answer": 2, "tags": ["kept", "easy", "kept"]}',
+        '{"prompt": "c", "answer": 3, "tags": []}', '{"prompt": "d", "answer": 4, "tags": null}']))
+    assert [r["tags"] for r in rows] == [["skill"], ["kept", "easy"], [], []]
+
+
+def test_score_slices():
+    tags = [["skill"], ["kept"], ["skill", "hard"], [], ["kept"]]
+    correct = [[True, False], [True, True], [False, False], [True, True], [False, True]]
+    slices = score_slices(tags, correct)
+    assert list(slices) == ["hard", "kept", "skill"]
+    assert {t: (s.accuracy, s.n_problems) for t, s in slices.items()} == {
+        "hard": (0.0, 1), "kept": (0.75, 2), "skill": (0.25, 2)}
+    assert score_slices([[], []], [[True], [False]]) == {}
+    with pytest.raises(ValueError):
+        score_slices([["a"]], [[True], [False]])
 
 
 def test_generate_shapes_and_determinism(toy):
@@ -142,7 +166,7 @@ def test_generate_shapes_and_determinism(toy):
 def test_evaluate_untrained_toy_student(toy):
     result = evaluate(toy["student"], Eval(data=str(toy["eval"]), samples=2, batch_size=8, max_new_tokens=8))
     assert set(result.model_dump()) == {"accuracy", "accuracy_std", "n_problems", "n_samples",
-                                        "mean_response_tokens", "unextracted", "seconds"}
+                                        "mean_response_tokens", "unextracted", "seconds", "slices"}
     assert result.n_problems == 8 and result.n_samples == 2
     assert 0.0 <= result.accuracy <= 1.0 and result.accuracy_std >= 0.0
     assert 0 <= result.unextracted <= 16 and isinstance(result.unextracted, int)
@@ -164,3 +188,23 @@ def test_evaluate_scores_zero_when_nothing_is_extractable(toy, monkeypatch):
         [next(answers) for _ in prompts], [[5] * n for _ in prompts]))
     result = ev.evaluate(toy["student"], Eval(data=str(toy["eval"]), samples=2))
     assert result.accuracy == 0.5 and result.accuracy_std == 0.5 and result.unextracted == 0
+
+
+def test_evaluate_scores_each_slice(toy, tmp_path, monkeypatch):
+    """Right on every `kept` problem and on the first sample of every `skill` one: the slices say so,
+    samples.jsonl carries each problem's tags, and `mot status`'s brief names the slices."""
+    import mot_plugin.evaluate as ev
+
+    rows = load_eval_file(toy["eval"])
+    kept = sum(r["tags"] == ["kept"] for r in rows)
+    gold = {r["prompt"]: r for r in rows}
+    monkeypatch.setattr(ev, "_generate", lambda model_dir, prompts, n, **_: (
+        [[f"#### {gold[p]['answer']}", "#### 0" if "skill" in gold[p]["tags"] else f"#### {gold[p]['answer']}"]
+         for p in prompts], [[5] * n for _ in prompts]))
+    result = ev.evaluate(toy["student"], Eval(data=str(toy["eval"]), samples=2), samples_path=tmp_path / "s.jsonl")
+    assert {t: (s.accuracy, s.n_problems) for t, s in result.slices.items()} == {
+        "kept": (1.0, kept), "skill": (0.5, len(rows) - kept)}
+    assert result.accuracy == (kept + 0.5 * (len(rows) - kept)) / len(rows)
+    samples = [json.loads(line) for line in (tmp_path / "s.jsonl").read_text().splitlines()]
+    assert [s["tags"] for s in samples[::2]] == [r["tags"] for r in rows]
+    assert f"kept 100.0% of {kept}, skill 50.0% of {len(rows) - kept}" in result.brief()

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from conftest import recipe_data, write_recipe
 from mot_plugin.atomic import write_json
 from mot_plugin.cli import main
+from mot_plugin.evaluate import accuracy, score_slices
 from mot_plugin.planner import plan_run
 from mot_plugin.plugins import plugin_manager
 from mot_plugin.recipe import parse_recipe, with_seed
@@ -52,23 +53,28 @@ def _finish(step, result: dict) -> None:
     write_json(step.marker_path, {"fingerprint": step.fingerprint, "seconds": 1.0, "result": result})
 
 
-def _evaluated(step, verdicts: list) -> None:
-    """A finished evaluation: one verdict per problem (greedy), or a list of verdicts (samples)."""
+def _evaluated(step, verdicts: list, tags: list[list[str]] | None = None) -> None:
+    """A finished evaluation: one verdict per problem (greedy), or a list of verdicts (samples); with
+    `tags` (per problem), scored per slice as `evaluate` scores them."""
     samples = [v if isinstance(v, list) else [v] for v in verdicts]
-    rows = [{"problem": p, "sample": k, "correct": c} for p, marks in enumerate(samples) for k, c in enumerate(marks)]
+    tags = tags or [[] for _ in samples]
+    rows = [{"problem": p, "sample": k, "tags": tags[p], "correct": c}
+            for p, marks in enumerate(samples) for k, c in enumerate(marks)]
     step.output_dir.mkdir(parents=True, exist_ok=True)
     (step.output_dir / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    accuracy = sum(sum(m) / len(m) for m in samples) / len(samples)
-    _finish(step, {"accuracy": accuracy, "accuracy_std": 0.0, "unextracted": 0, "mean_response_tokens": 12.0,
-                   "n_problems": len(samples), "n_samples": len(samples[0])})
+    slices = {tag: s.model_dump() for tag, s in score_slices(tags, samples).items()}
+    _finish(step, {"accuracy": accuracy(samples), "accuracy_std": 0.0, "unextracted": 0, "mean_response_tokens": 12.0,
+                   "n_problems": len(samples), "n_samples": len(samples[0]), "slices": slices})
 
 
 def _right(count: int, of: int = 20, first: int = 0) -> list[bool]:
     return [first <= p < first + count for p in range(of)]
 
 
-def _finished_run(plan, evals: dict[str, list], diagnostics: dict | None = None) -> None:
-    """Every branch and merge finished (with loss curves); `evals`: eval step id -> verdicts."""
+def _finished_run(plan, evals: dict[str, list], diagnostics: dict | None = None,
+                  tags: list[list[str]] | None = None) -> None:
+    """Every branch and merge finished (with loss curves); `evals`: eval step id -> verdicts (with
+    `tags`: each problem's tags)."""
     for step in plan.steps:
         if step.kind == "branch":
             curve = [[s, 2.0 / s] for s in range(1, step.spec.max_steps + 1)]
@@ -77,7 +83,7 @@ def _finished_run(plan, evals: dict[str, list], diagnostics: dict | None = None)
         elif step.kind == "merge":
             _finish(step, {"merged": str(step.output_dir), **({"diagnostics": diagnostics} if diagnostics else {})})
     for step_id, verdicts in evals.items():
-        _evaluated(_step(plan, step_id), verdicts)
+        _evaluated(_step(plan, step_id), verdicts, tags)
 
 
 def _scores(plan, mot_final: list, single: list, branches: tuple[list, list] | None = None) -> dict[str, list]:
@@ -155,6 +161,77 @@ def test_no_diagnostics_no_section(toy, tmp_path):
     assert "## Merge diagnostics" not in write_report([plan]).read_text()
 
 
+TAGS = [["skill"]] * 10 + [["kept"]] * 10
+"""Problems 0-9 need the skill, 10-19 do not."""
+
+
+def _acc(right: int, of: int) -> str:
+    """An accuracy with its 95% interval, as the report writes it."""
+    low, high = wilson_interval(right, of)
+    return f"{100 * right / of:.1f}% [{100 * low:.1f}, {100 * high:.1f}]"
+
+
+def _sliced_scores(plan, final_skill: int, single_skill: int, single_kept: int) -> dict[str, list]:
+    """The student solves only `kept` problems; the final round `final_skill` skill problems and every kept
+    one; the branches 8 + 5 and 6 + 10; the first single baseline `single_skill` + `single_kept`."""
+    def right(skill: int, kept: int) -> list[bool]:
+        return _right(skill, of=10) + _right(kept, of=10)
+
+    return _scores(plan, right(final_skill, 10), right(single_skill, single_kept), (right(8, 5), right(6, 10))) | {
+        "eval/round-00": right(0, 10)}
+
+
+def test_accuracy_paired_tests_and_merge_gain_by_slice(toy, tmp_path):
+    plan = _plan(toy, tmp_path / "run", baselines=["single"], eval={"data": str(toy["eval"]), "branches": True})
+    first, second = (t.name for t in plan.recipe.mot.teachers)
+    _finished_run(plan, _sliced_scores(plan, 5, 10, 2), tags=TAGS)
+    for step in plan.steps:
+        if step.kind == "merge":
+            step.output_dir.mkdir(parents=True)
+    write_recipe(plan.recipe.run_dir / "recipe.yaml", plan.recipe.to_dict())
+    report = write_report([plan]).read_text()
+    metrics = json.loads((tmp_path / "run/metrics.json").read_text())
+    final = metrics["mot"][1]
+    assert final["slices"] == {"kept": {"accuracy": 1.0, "problems": 10, "n": 10, "ci": [0.7225, 1.0]},
+                               "skill": {"accuracy": 0.5, "problems": 10, "n": 10,
+                                         "ci": [round(v, 4) for v in wilson_interval(5, 10)]}}
+    assert metrics["mot"][0]["slices"]["skill"]["accuracy"] == 0.0
+    assert metrics["baselines"][f"single-{first}"]["slices"]["kept"]["accuracy"] == 0.2
+    assert final["branches"][first]["slices"]["skill"]["accuracy"] == 0.8
+    # skill: merged 50% against branches 80% and 60%; kept: 100% against 50% and 100%
+    assert final["slice_merge_gain"] == {"kept": {"vs_mean": 25.0, "vs_best": 0.0, "best_branch": second},
+                                         "skill": {"vs_mean": -20.0, "vs_best": -30.0, "best_branch": first}}
+    paired = {p["baseline"]: p for p in metrics["paired"]}[f"single-{first}"]
+    assert paired["slices"] == {"kept": {"problems": 10, "b": 8, "c": 0, "p": mcnemar_exact(8, 0)},
+                                "skill": {"problems": 10, "b": 0, "c": 5, "p": mcnemar_exact(0, 5)}}
+
+    section = report.split("## Accuracy by slice")[1]
+    assert "| model | all | kept (10 problems) | skill (10 problems) |" in section
+    assert f"| student (round 0) | {_acc(10, 20)} | {_acc(10, 10)} | {_acc(0, 10)} |" in section
+    assert f"| round 1 branch {first} | {_acc(13, 20)} | {_acc(5, 10)} | {_acc(8, 10)} |" in section
+    assert f"| round 1 merged | {_acc(15, 20)} | {_acc(10, 10)} | {_acc(5, 10)} |" in section
+    assert f"| baseline single-{first} | {_acc(12, 20)} | {_acc(2, 10)} | {_acc(10, 10)} |" in section
+    assert f"| 1 | skill | {_acc(8, 10)} | {_acc(6, 10)} | {_acc(5, 10)} | -20.0 | -30.0 |" in section
+    assert f"| single-{first} | kept | 10 | 8 | 0 | 0.0078 |" in report
+    summary = report.split("## Summary")[1]
+    assert (f"- on slice `kept`: MoT's final round {_acc(10, 10)}, single-{first} {_acc(2, 10)}; the 95% intervals "
+            "do not overlap, McNemar p=0.0078 (b=8, c=0): significant at the 5% level") in summary
+    assert f"- on slice `skill`: MoT's final round {_acc(5, 10)}, single-{first} {_acc(10, 10)}; the 95% " in summary
+    assert "- on slice `skill`, the merge beat the mean of its branches in 0 of 1 rounds and the best branch in 0" in summary
+
+    card = (plan.recipe.run_dir / "round-01/merged/README.md").read_text()
+    assert "## Accuracy by slice" in card and f"| {first} | 3 | 0.6667 | 100 | 65.0% (kept 50.0%, skill 80.0%) |" in card
+    assert "name: accuracy on skill" in card and "value: 0.5" in card
+
+
+def test_no_tags_no_slices(toy, tmp_path):
+    plan = _plan(toy, tmp_path / "run", baselines=["single"], eval={"data": str(toy["eval"]), "branches": True})
+    _finished_run(plan, _scores(plan, _right(11), _right(5), (_right(8), _right(12))))
+    report = write_report([plan]).read_text()
+    metrics = (tmp_path / "run/metrics.json").read_text()
+    assert "slice" not in report and '"slices"' not in metrics and '"slice_merge_gain"' not in metrics
+
+
 def test_training_rows_and_loss_panel(toy, tmp_path):
     import matplotlib.image
 
@@ -178,12 +255,13 @@ def test_loss_panel_without_evaluations(toy, tmp_path):
     assert (tmp_path / "run/accuracy.png").stat().st_size > 1000
 
 
-def _seed_runs(toy, tmp_path, finals: list[int]) -> list:
+def _seed_runs(toy, tmp_path, finals: list[int], tags: list[list[str]] | None = None) -> list:
     plans = []
     for seed, final in enumerate(finals):
         plan = _plan(toy, tmp_path / "run", seed=seed, baselines=["single"],
                      eval={"data": str(toy["eval"]), "branches": True})
-        _finished_run(plan, _scores(plan, _right(final), _right(10), (_right(8), _right(final - 2))), DIAGNOSTICS)
+        _finished_run(plan, _scores(plan, _right(final), _right(10), (_right(8), _right(final - 2))), DIAGNOSTICS,
+                      tags)
         plans.append(plan)
     return plans
 
@@ -222,3 +300,21 @@ def test_mot_report_and_status_understand_seed_directories(toy, tmp_path):
     assert status.exit_code == 0 and "eval/round-01-branch-" in status.output
     parent = CliRunner().invoke(main, ["status", str(tmp_path / "run")])
     assert parent.exit_code == 2 and "several seeds, e.g." in parent.output
+
+
+def test_seeds_combine_every_slice(toy, tmp_path):
+    plans = _seed_runs(toy, tmp_path, [10, 14], TAGS)  # the final round: 10 of 10 skill problems, then 10 + 4 kept
+    report = write_report(plans, tmp_path / "run").read_text()
+    metrics = json.loads((tmp_path / "run/metrics.json").read_text())
+    final = metrics["mot"][1]
+    assert final["slices"]["skill"]["accuracy_per_run"] == [1.0, 1.0]
+    assert final["slices"]["kept"]["accuracy_per_run"] == [0.0, 0.4] and final["slices"]["kept"]["ci"] is None
+    assert final["slices"]["kept"]["accuracy_std_across_runs"] == pytest.approx(0.2828, abs=1e-4)
+    first = plans[0].recipe.mot.teachers[0].name
+    assert final["branches"][first]["slices"]["skill"]["accuracy_per_run"] == [0.8, 0.8]
+    assert final["slice_merge_gain"]["kept"]["vs_mean_per_run"] == [0.0, 30.0]
+    assert "| round 1 merged | 60.0% ± 14.1 (50.0, 70.0) | 20.0% ± 28.3 (0.0, 40.0) | 100.0% ± 0.0 (100.0, 100.0) |" in report
+    assert [(p["run"], p["slice"]) for p in [{"run": r["run"], "slice": t} for r in metrics["paired"]
+                                              for t in r["slices"]]][:2] == [("seed-0", "kept"), ("seed-0", "skill")]
+    assert f"| seed-1 | single-{first} | kept | 10 |" in report
+    assert "- on slice `kept`: MoT's final round 20.0% ± 28.3 (0.0, 40.0)" in report

@@ -236,9 +236,9 @@ def test_toy_force_replaces_only_once_complete(tmp_path, monkeypatch):
         toy.make_toy(out, pretrain_steps=0, force=True)
     assert sorted(p.name for p in out.iterdir()) == ["eval.jsonl"] and (out / "eval.jsonl").read_text() == "mine\n"
     monkeypatch.undo()
-    paths = toy.make_toy(out, n_train=4, n_eval=2, n_pretrain=4, pretrain_steps=0, force=True)
+    paths = toy.make_toy(out, n_train=4, n_val=3, n_eval=2, n_pretrain=4, pretrain_steps=0, force=True)
     assert len(paths["eval"].read_text().splitlines()) == 2 and sorted(p.name for p in out.iterdir()) == [
-        "data", "eval.jsonl", "student"]
+        "data", "eval.jsonl", "student", "validation.jsonl"]
 
 
 def test_plan_shows_the_slurm_job_script(toy, tmp_path, monkeypatch):

@@ -88,7 +88,8 @@ def _solution(problem: dict, model: str) -> str | None:
 
 def export_champ(out_dir: Path, *, eval_fraction: float = 0.2, seed: int = 0, force: bool = False) -> dict:
     """Write OUT_DIR/all.jsonl (teacher, id, prompt, response, answer per row) and OUT_DIR/eval.jsonl
-    (id, prompt, answer of held-out problems, drawn from those with a verifiable gold answer); return counts."""
+    (id, prompt, answer and the problem's category as its tag, of held-out problems, drawn from those with a
+    verifiable gold answer); return counts."""
     if not 0 <= eval_fraction < 1:
         raise DataError(f"--eval-fraction must be in [0, 1), got {eval_fraction}")
     for name in ("all.jsonl", "eval.jsonl"):
@@ -105,7 +106,8 @@ def export_champ(out_dir: Path, *, eval_fraction: float = 0.2, seed: int = 0, fo
             prompt = problem["_text"]
             answer = gold[pid] if gold[pid] is not None else problem["_answer"]
             if pid in held_out:
-                out.write_row(out_dir / "eval.jsonl", {"id": pid, "prompt": prompt, "answer": answer})
+                out.write_row(out_dir / "eval.jsonl", {"id": pid, "prompt": prompt, "answer": answer,
+                                                       "tags": [problem["category"].lower()]})
                 continue
             for model, teacher in TEACHERS.items():
                 response = _solution(problem, model)
