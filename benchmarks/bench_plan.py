@@ -2,7 +2,7 @@
 
 Writes the toy data (`mot toy`, a random-init student: planning does not care), then times `mot plan
 recipes/toy.yaml` as a new process, as a user runs it: `--repeat` times with the cache files
-(`RUN_DIR/axolotl-validated.json`, `RUN_DIR/mergekit-method.json`) deleted before each run (every plan
+(`RUN_DIR/axolotl-validated.json`, `RUN_DIR/mergekit-methods.json`) deleted before each run (every plan
 imports and validates with Axolotl and mergekit, as before the caches), and `--repeat` times with them
 in place (a second plan of an unchanged recipe). Prints each wall time, the medians and their ratio,
 and checks that both kinds of plan print the same steps.
@@ -49,7 +49,7 @@ def main() -> None:
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         subprocess.run([*MOT, "toy", "toy", "--pretrain-steps", "0"], cwd=work, env=env, check=True,
                        capture_output=True)
-    caches = [work / "runs/toy/axolotl-validated.json", work / "runs/toy/mergekit-method.json"]
+    caches = [work / "runs/toy/axolotl-validated.json", work / "runs/toy/mergekit-methods.json"]
     uncached, cached, printed = [], [], set()
     for _ in range(args.repeat):
         for cache in caches:

@@ -240,7 +240,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest for this tiny model)")
     parser.add_argument("--pretrain-steps", type=int, default=toy.PRETRAIN_STEPS, help="the students' (a quick check: few)")
     parser.add_argument("--cache", type=Path, default=None, help="keep pretrained students here")
-    parser.add_argument("--out", type=Path, default=None, help="write every row (per seed, per problem) as JSON")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="write every row (per seed, per problem) as JSON; rows already there are kept and not rerun")
     parser.add_argument("--table", nargs="+", type=Path, default=None, help="print the tables of these row files")
     args = parser.parse_args()
     if args.table:
@@ -251,11 +252,14 @@ def main() -> None:
         return
     torch.set_num_threads(args.threads)
     setup = Setup(args.cache, args.pretrain_steps)
-    rows: list[dict] = []
+    rows: list[dict] = json.loads(args.out.read_text()) if args.out and args.out.exists() else []  # resume
+    done = {(r["cell"], r["seed"], "rounds" in r) for r in rows}
     t0 = time.time()
     jobs = [(run_mot, cell) for cell in args.cells] + ([(run_baselines, args.baselines)] if args.baselines else [])
     for run, cell in jobs:
         for seed in args.seeds:
+            if (cell, seed, run is run_mot) in done:
+                continue
             rows.append(run(setup, cell, args.rounds, seed))
             print(f"[{time.time() - t0:.0f}s] {run.__name__} {cell} seed {seed}", flush=True)
             if args.out:

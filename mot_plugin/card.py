@@ -23,11 +23,12 @@ import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from mot_plugin.atomic import read_json, write_text
+from mot_plugin.choices import final_step, merge_label
 from mot_plugin.datahash import HASHES_FILE
 from mot_plugin.environment import ENVIRONMENT_FILE
 from mot_plugin.hub import Origin, card_license, student_origin
 from mot_plugin.planner import Plan
-from mot_plugin.report_md import render_markdown
+from mot_plugin.report_md import _percent, render_markdown
 from mot_plugin.rundir import RECIPE_FILE, SOURCE_FILE
 from mot_plugin.steps import Step
 
@@ -50,7 +51,7 @@ class Paths:
         recipe = plan.recipe
         pairs = [(recipe.student, (source or {}).get("base_model"))]
         if recipe.mot.eval:
-            pairs.append((recipe.mot.eval.data, (mot.get("eval") or {}).get("data")))
+            pairs += [(getattr(recipe.mot.eval, key), (mot.get("eval") or {}).get(key)) for key in ("data", "validation")]
         for teacher, written in zip(recipe.mot.teachers, mot.get("teachers") or []):
             for entry, entry_written in zip(teacher.datasets, (written or {}).get("datasets") or []):
                 pairs.append((entry.get("path"), (entry_written or {}).get("path")))
@@ -77,8 +78,12 @@ class Paths:
 
 
 def _merged_by(plan: Plan) -> str:
-    """The merge executor and method, as the recipe selected them (`mergekit` `linear`)."""
+    """The merge executor and method, as the recipe selected them (`mergekit` `linear`), or the
+    candidates one of which each round chose."""
     merge = plan.recipe.mot.merge
+    if merge.candidates:
+        return ("the merge candidate most accurate on the validation split (of "
+                + ", ".join(f"{name}: {merge_label(m)}" for name, m in plan.recipe.merges()) + ")")
     return f"{merge.executor} `{merge.method}`"
 
 
@@ -99,10 +104,6 @@ def _hub_datasets(plan: Plan) -> list[str]:
             if isinstance(path, str) and not Path(path).is_absolute():  # local paths are absolute once loaded
                 found.append(path)
     return list(dict.fromkeys(found))
-
-
-def _percent(value: float | None) -> str:
-    return "–" if value is None else f"{100 * value:.1f}%"
 
 
 def eval_name(plan: Plan) -> str:
@@ -147,8 +148,8 @@ def _origin_line(plan: Plan, origin: Origin, paths: Paths) -> str:
 
 
 def merge_steps(plan: Plan) -> list[Step]:
-    """Every MoT round's merge, in round order."""
-    return [s for s in plan.steps if s.kind == "merge" and s.baseline is None]
+    """The step that made every MoT round's student (its merge, or its choice), in round order."""
+    return plan.round_students()
 
 
 def _branch_rows(plan: Plan, merge: Step, metrics: dict) -> list[dict[str, Any]]:
@@ -219,6 +220,16 @@ def _template(name: str) -> str:
     return (files("mot_plugin") / "templates" / name).read_text()
 
 
+def _chosen(step: Step, metrics: dict) -> list[str]:
+    """The line on the candidate a round chose, with every candidate's validation accuracy."""
+    rows = [row for row in metrics.get("candidates") or [] if row["round"] == step.round]
+    chosen = next((row["candidate"] for row in rows if row["chosen"]), None)
+    if not chosen:
+        return []
+    scores = ", ".join(f"{row['candidate']} {_percent(row['validation']['accuracy'])}" for row in rows)
+    return [f"- merge: candidate {chosen}, the most accurate on validation ({scores})"]
+
+
 def round_card(plan: Plan, merge: Step, metrics: dict, repo_id: str | None = None) -> ModelCard:
     """The card of one round's merged model: its round, its parent and its branches. `repo_id`: the
     rounds are pushed as revisions of that repository (the parent is named by its revision)."""
@@ -232,7 +243,7 @@ def round_card(plan: Plan, merge: Step, metrics: dict, repo_id: str | None = Non
         steps=merge.spec.branches[0].max_steps, merged_by=_merged_by(plan), parent=_parent(plan, merge, paths, repo_id),
         origin=_origin_line(plan, origin, paths), eval_name=eval_name(plan) or "no evaluation set",
         accuracy=_percent(row.get("accuracy")) + _slice_accuracies(row) if plan.recipe.mot.eval else "not evaluated",
-        replay=_replay(plan, merge))
+        chosen=_chosen(merge, metrics), replay=_replay(plan, merge))
 
 
 def _data(plan: Plan, paths: Paths) -> tuple[list[dict], list[dict]]:
@@ -289,7 +300,7 @@ def final_card(plan: Plan, metrics: dict, plot: str | None, repo_id: str | None 
     """The final student's card: results per round and baseline, the recipe, data, compute, versions
     (`repo_id`: as in `round_card`)."""
     paths, origin = Paths(plan), student_origin(plan.recipe)
-    final = merge_steps(plan)[-1]
+    final = final_step(plan)
     title = plan.recipe.run_dir.name
     shown = {**paths.metrics(metrics), "run_dir": title}
     data, provenance = _data(plan, paths)
@@ -313,10 +324,11 @@ def write_cards(plan: Plan, metrics: dict, repo_id: str | None = None) -> list[P
     the rounds go to revisions of that hub repository (`mot push --revisions`)."""
     written = []
     merges = merge_steps(plan)
+    final = final_step(plan)
     for merge in merges:
         if not merge.output_dir.is_dir():
             continue
-        if merge is merges[-1]:
+        if merge.id == final.id:
             plot = None
             if (plan.recipe.run_dir / PLOT).is_file():
                 shutil.copyfile(plan.recipe.run_dir / PLOT, merge.output_dir / PLOT)

@@ -131,6 +131,10 @@ def find(recipe: Recipe, folder: Path, written: dict[str, Any] | None = None) ->
                 out.append(Finding("contacts", "hub", f"{where}.path", path, "hub dataset, no revision pinned"))
     if mot.eval:
         out.append(_local("reads", "mot.eval.data", mot.eval.data, folder, written))
+    if mot.published:
+        out.append(_local("reads", "mot.published", mot.published, folder, written))
+    if recipe.validation:
+        out.append(_local("reads", "mot.eval.validation", recipe.validation, folder, written))
     out.append(_local("writes", "mot.run_dir", str(recipe.run_dir), folder, written))
     launch = mot.launch
     if launch.launcher == "ray":

@@ -55,6 +55,8 @@ def round_io(plan: Plan, found: tuple[int, int] | None = None) -> dict[int, dict
     sizes = {recipe.student: student_bytes}
     rounds: dict[int, dict[str, KindIO]] = {}
     for step in plan.steps:
+        if step.kind == "choose":  # links one of the candidates it reads: no bytes moved
+            sizes[str(step.output_dir)] = max(sizes.get(str(Path(c["merged"])), 0) for c in step.config["candidates"])
         if step.kind not in KINDS:
             continue
         read, written = _step_io(step, sizes, recipe.student, params, branch_bytes)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from mot_plugin import __version__, adapters, checkpoint_io
+from mot_plugin import __version__, adapters, checkpoint_io, choices
 from mot_plugin.axolotl_config import VALIDATED_FILE, check_branch_configs, notes
 from mot_plugin.builtin.mergekit_merge import remember_method
 from mot_plugin.data.cli import data
@@ -51,11 +51,14 @@ def _located(err: Exception, source: str) -> str:
 
 
 def _plans(recipe_path: str | Path, seeds: tuple[int, ...] = (), check_files: bool = True,
-           run_dir: Path | None = None) -> tuple[list[Plan], object]:
+           run_dir: Path | None = None, strict: bool = False) -> tuple[list[Plan], object]:
     """The plan of the recipe, or with `seeds` one plan per seed (each in `<run_dir>/seed-N`). With
-    `check_files` (plan, run), also validate every branch config with Axolotl and print a note for
-    each key mot replaces. `run_dir` replaces the recipe's `mot.run_dir`."""
+    `check_files` (plan, run), also validate every branch config with Axolotl, print a note for each
+    key mot replaces and compare the inputs with the published ones (`mot.published`; `strict`:
+    refuse a difference). `run_dir` replaces the recipe's `mot.run_dir`."""
     recipe = load_recipe(recipe_path, check_files=check_files)
+    if check_files:
+        _compare_published(recipe, strict)
     if run_dir is None and Path(recipe_path).read_text().startswith(RECIPE_HEADER):
         run_dir = Path(recipe_path).parent  # a run directory's own recipe.yaml: that run, wherever it is now
     if run_dir is not None:
@@ -78,6 +81,31 @@ def _plans(recipe_path: str | Path, seeds: tuple[int, ...] = (), check_files: bo
     return plans, pm
 
 
+def _compare_published(recipe, strict: bool) -> None:
+    """Say for every input whether it holds the published run's data; with `strict`, refuse (exit 2,
+    one line per input) unless every input does."""
+    from mot_plugin import published
+
+    if not recipe.mot.published:
+        if strict:
+            raise UserError(f"{recipe.source}: --strict: the recipe has no mot.published hashes to compare with")
+        return
+    try:
+        checks = published.check(recipe, published.read(recipe.mot.published))
+    except UserError as err:
+        raise UserError(_located(err, recipe.source)) from None
+    click.echo(f"Inputs against the published run's ({recipe.mot.published}):")
+    for c in checks:
+        click.echo(f"  {c.state:<18} {c.key:<32} {c.shown}" + (f"  ({c.detail})" if c.detail else ""))
+    refused = [c for c in checks if c.state not in published.SAME]
+    if strict and refused:
+        for c in refused:
+            click.echo(f"mot: error: {recipe.source}: {c.key}: {c.shown}: {c.state}"
+                       + (f" ({c.detail})" if c.detail else "") + "; --strict runs only on the published data",
+                       err=True)
+        sys.exit(2)
+
+
 def _run_dir_plan(run_dir: str) -> Plan:
     """The plan of an existing run directory, from the recipe it was run with; the directory is
     `run_dir` itself, wherever the run was made (a moved or copied run directory is its own)."""
@@ -97,6 +125,9 @@ def _run_command(recipe: str, seeds: tuple[int, ...]) -> str:
 SEED_OPTION = click.option(
     "--seed", "seeds", type=int, multiple=True,
     help="Run with mot.seed N in RUN_DIR/seed-N; repeat for several seeds (combined report in RUN_DIR).")
+STRICT_OPTION = click.option(
+    "--strict", is_flag=True,
+    help="Refuse unless every input holds the data of the published run (mot.published) the recipe started from.")
 
 
 @click.group(cls=_Refusing, context_settings={"help_option_names": ["-h", "--help"]})
@@ -114,12 +145,13 @@ def main() -> None:
 @click.option("--tokens-per-second", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Training throughput of one branch, to estimate its time before any step of the run has "
                    "finished (afterwards the run's own steps are used).")
-def plan(recipe: str, seeds: tuple[int, ...], preview: bool, tokens_per_second: float | None) -> None:
+@STRICT_OPTION
+def plan(recipe: str, seeds: tuple[int, ...], preview: bool, tokens_per_second: float | None, strict: bool) -> None:
     """Validate RECIPE, write every config file of the run, and print the plan. Runs nothing."""
     if preview:
         _preview(recipe, tokens_per_second)
         return
-    plans, pm = _plans(recipe, seeds)
+    plans, pm = _plans(recipe, seeds, strict=strict)
     for the_plan in plans:
         check_paths(the_plan)
     for the_plan in plans:
@@ -168,17 +200,21 @@ def _preview(recipe_path: str, tokens_per_second: float | None = None) -> None:
 
 def _print_plan(the_plan: Plan, registry: Registry, tokens_per_second: float | None = None) -> None:
     """The plan: its size, every step (state, config path relative to the run directory), disk, I/O,
-    time and the launcher's own lines."""
+    time, the merge candidates and the launcher's own lines."""
     from mot_plugin import eta
 
     mot, run_dir = the_plan.recipe.mot, the_plan.recipe.run_dir
     click.echo(f"Plan for {run_dir} (step configs below are relative to it)")
+    merge = (f"{len(mot.merge.candidates)} candidates" if mot.merge.candidates
+             else f"{mot.merge.method} ({mot.merge.executor})")
     click.echo(f"  {len(mot.teachers)} teachers x {mot.rounds} rounds x {mot.steps_per_round} steps = "
-               f"{the_plan.branch_steps} branch-steps; merge: {mot.merge.method} ({mot.merge.executor}); "
-               f"launcher: {mot.launch.launcher}")
+               f"{the_plan.branch_steps} branch-steps; merge: {merge}; launcher: {mot.launch.launcher}")
     click.echo(f"  branches: {adapters.describe(the_plan.recipe)}")
+    for line in choices.describe(the_plan):
+        click.echo(f"  {line}")
+    width = max(32, *(len(step.id) for step in the_plan.steps))
     for step in the_plan.steps:
-        click.echo(f"  {step.id:<32} {step_state(step):<8} {step.config_path.relative_to(run_dir)}")
+        click.echo(f"  {step.id:<{width}} {step_state(step):<8} {step.config_path.relative_to(run_dir)}")
     click.echo(f"  disk: {_disk(the_plan)}")
     for line in checkpoint_io.describe(the_plan) + eta.describe(the_plan, tokens_per_second):
         click.echo(f"  {line}")
@@ -212,11 +248,12 @@ def _disk(the_plan: Plan) -> str:
 @main.command()
 @click.argument("recipe", type=click.Path(dir_okay=False))
 @SEED_OPTION
-def run(recipe: str, seeds: tuple[int, ...]) -> None:
+@STRICT_OPTION
+def run(recipe: str, seeds: tuple[int, ...], strict: bool) -> None:
     """Run RECIPE (once per --seed, one after another); running it again resumes where it stopped."""
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stops the running step's process too
     again = _run_command(recipe, seeds)
-    plans, pm = _plans(recipe, seeds)
+    plans, pm = _plans(recipe, seeds, strict=strict)
     for the_plan in plans:
         if seeds:
             click.echo(f"Seed {the_plan.recipe.mot.seed}: {the_plan.recipe.run_dir}")
@@ -224,10 +261,12 @@ def run(recipe: str, seeds: tuple[int, ...]) -> None:
             run_plan(the_plan, pm.hook, echo=click.echo)
         except StepFailed as err:
             fail(f"{err} (finished steps are kept; rerun `{again}` to resume)", 1)
-        click.echo(f"Final student: {the_plan.final_student()}")
         from mot_plugin.card import write_cards
         from mot_plugin.report import collect_metrics, write_report
 
+        final = choices.final_step(the_plan)
+        rule = f" (mot.select: validation, round {final.round})" if the_plan.recipe.mot.select == "validation" else ""
+        click.echo(f"Final student{rule}: {final.output_dir}")
         if the_plan.recipe.mot.eval:
             click.echo(f"Report: {write_report([the_plan])}")
         else:
@@ -257,6 +296,21 @@ def report(run_dirs: tuple[str, ...]) -> None:
     for the_plan in plans:
         write_report([the_plan])
     click.echo(f"Report: {write_report(plans, parent)}")
+
+
+@main.command()
+@click.argument("run_a", type=click.Path(file_okay=False))
+@click.argument("run_b", type=click.Path(file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of Markdown.")
+def compare(run_a: str, run_b: str, as_json: bool) -> None:
+    """RUN_A and RUN_B side by side (a reproduction and its original): every evaluation with its
+    interval, McNemar where both answered the same problems, and what differs in their recipes and data."""
+    import json
+
+    from mot_plugin.compare import compare_runs, render
+
+    comparison = compare_runs(_run_dir_plan(run_a), _run_dir_plan(run_b))
+    click.echo(json.dumps(comparison, indent=2) if as_json else render(comparison), nl=as_json)
 
 
 @main.command("eval")
@@ -302,8 +356,9 @@ def status(run_dir: str, as_json: bool) -> None:
         click.echo(json.dumps({"run_dir": str(the_plan.recipe.run_dir), "steps": steps,
                                "seconds_left": eta.remaining(the_plan)}, indent=2))
         return
+    width = max(32, *(len(row.step) for row in rows))
     for row in rows:
-        parts = [f"{row.step:<32} {row.state:<8}"]
+        parts = [f"{row.step:<{width}} {row.state:<8}"]
         if row.seconds is not None:
             parts.append(f"{row.seconds:>7.1f}s")
         if row.result is not None and row.result.brief():
@@ -314,7 +369,7 @@ def status(run_dir: str, as_json: bool) -> None:
         if row.state == "done" and row.where.get("job_id"):
             parts.append(f"{row.where.get('launcher', '?')} job {row.where['job_id']}")
         if row.pruned:
-            parts.append("weights deleted after merge")
+            parts.append(f"weights deleted after {row.pruned}")
         if row.progress:
             parts.append(f"step {row.progress[0]}/{row.progress[1]}")
         if row.state in ("failed", "running"):
@@ -359,38 +414,92 @@ def student_from_gguf(out_dir: str, gguf: str | None) -> None:
     click.echo(f"Student: {convert(out_dir, gguf)}")
 
 
+ALLOW_OPTION = click.option(
+    "--allow", "allowed", multiple=True, metavar="KIND",
+    help="Accept findings of KIND (repeatable): plugin, axolotl-plugin, dataset-code, remote-code, shell, hub, push, "
+         "tracker, ray, url, outside-path.")
+
+
 @main.command()
 @click.argument("directory", type=click.Path(file_okay=False))
-@click.option("--from", "name", required=True, type=click.Choice(["toy", "champ-smollm2", "paper-qwen3-14b"]),
-              help="The shipped recipe to start from.")
-def init(directory: str, name: str) -> None:
-    """Copy a shipped recipe, with its comments, into DIRECTORY as NAME.yaml."""
-    from mot_plugin.shipped import init as copy_recipe
+@click.option("--from", "source", required=True, metavar="SOURCE",
+              help="A shipped recipe (toy, champ-smollm2, paper-qwen3-14b), a hub repository mot push made "
+                   "(org/name, or org/name@revision), or a run directory or a folder laid out as mot push lays one out.")
+@ALLOW_OPTION
+@click.option("--force", is_flag=True, help="Replace DIRECTORY/NAME.yaml (and NAME.published.json).")
+def init(directory: str, source: str, allowed: tuple[str, ...], force: bool) -> None:
+    """Start a recipe in DIRECTORY as NAME.yaml from SOURCE: a shipped recipe (comments included), or a
+    shared run's published recipe, checked like `mot check`, with its inputs' hashes beside it."""
+    from mot_plugin.shipped import RECIPES, init as copy_recipe
 
+    if source not in RECIPES:
+        _init_from_published(Path(directory), source, allowed, force)
+        return
     try:
-        target = copy_recipe(Path(directory), name)
+        target = copy_recipe(Path(directory), source, force)
     except FileExistsError as err:
         fail(str(err), 2)
     click.echo(f"Wrote {target}. Its opening comments say how to make its data; from {directory}: "
                f"`mot plan --preview {target.name}` shows what it will run.")
 
 
-@main.command()
-@click.argument("recipe", type=click.Path(dir_okay=False))
-@click.option("--allow", "allowed", multiple=True, metavar="KIND",
-              help="Accept findings of KIND (repeatable): plugin, axolotl-plugin, dataset-code, remote-code, shell, "
-                   "hub, push, tracker, ray, url, outside-path.")
-def check(recipe: str, allowed: tuple[str, ...]) -> None:
-    """What RECIPE would execute, read, write and contact, without importing or running any of it.
-    Exit 0: nothing risky; 3: risky findings (each marked RISK) not accepted with --allow."""
+def _init_from_published(directory: Path, source: str, allowed: tuple[str, ...], force: bool) -> None:
+    """`mot init DIRECTORY --from SOURCE` for a shared run: its recipe (run in `runs/NAME`, with
+    `mot.published` naming the hashes beside it), refused like `mot check` refuses, then every input
+    the user must supply with the published sha256 of each."""
+    from contextlib import chdir
+
+    import yaml
+
+    from mot_plugin import check as checks, published
+    from mot_plugin.atomic import write_json, write_text
+    from mot_plugin.recipe import parse_recipe
+
+    _known_kinds(allowed)
+    shared = published.fetch(source)
+    target, hashes_file = directory / f"{shared.name}.yaml", directory / f"{shared.name}{published.SUFFIX}"
+    for path in (target, hashes_file):
+        if path.exists() and not force:
+            raise UserError(f"{path}: exists; pass --force to replace it")
+    text = published.with_mot_keys(shared.text, {"run_dir": f"runs/{shared.name}", "published": hashes_file.name})
+    created = not directory.exists()
+    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        with chdir(directory):  # judged as `mot` reads it: from DIRECTORY
+            recipe = parse_recipe(yaml.safe_load(text), source=f"{shared.source}/recipe.yaml")
+            bad = _show_findings(checks.find(recipe, Path.cwd(), yaml.safe_load(text)), allowed)
+            if bad:
+                _refuse_risky(bad, f"mot init {directory} --from {source}", 3)
+            write_text(Path(target.name), text)
+            write_json(Path(hashes_file.name), published.to_json(shared))
+            found = published.check(recipe, published.to_json(shared))
+    finally:
+        if created and not any(directory.iterdir()):
+            directory.rmdir()
+    click.echo(f"Wrote {target} and {hashes_file} (the recipe and input hashes {shared.source} published).")
+    click.echo(f"Its inputs, as {target.name} names them from {directory} (the published sha256 of each):")
+    for c in found:
+        entry = shared.inputs.get(c.key, {})
+        click.echo(f"  {c.state:<18} {c.key:<32} {c.shown}" + (f"  sha256 {entry['sha256']}" if "sha256" in entry else ""))
+        for name, file in (entry.get("files") or {}).items():
+            click.echo(f"{'':<56}{name}  sha256 {file['sha256']}")
+    click.echo(f"Supply what is not the same data, then from {directory}: `mot plan {target.name}` compares every "
+               "input with the published run's again (`--strict` refuses a difference).")
+
+
+def _known_kinds(allowed: tuple[str, ...]) -> None:
+    """Refuse an `--allow` kind `mot check` does not know."""
     from mot_plugin import check as checks
 
     unknown = [kind for kind in allowed if kind not in checks.KINDS]
     if unknown:
         raise UserError(f"--allow: unknown kind {unknown[0]!r} (kinds: {', '.join(checks.KINDS)})")
-    loaded = load_recipe(recipe, check_files=False)
-    findings = checks.find(loaded, Path(recipe).absolute().parent, load_yaml(Path(recipe), RecipeError))
-    script = checks.job_script(loaded)
+
+
+def _show_findings(findings: list, allowed: tuple[str, ...], script: str | None = None) -> list:
+    """Print the findings section by section (`mot check`'s screen); return the risky ones not allowed."""
+    from mot_plugin import check as checks
+
     bad = checks.risky(findings, allowed)
     for section in checks.SECTIONS:
         rows = [f for f in findings if f.section == section]
@@ -402,12 +511,33 @@ def check(recipe: str, allowed: tuple[str, ...]) -> None:
         if section == "executes" and script:
             click.echo("  the Slurm job script of the first branch:")
             click.echo("".join(f"    | {line}\n" for line in script.splitlines()), nl=False)
+    return bad
+
+
+def _refuse_risky(bad: list, command: str, code: int) -> None:
+    """Name the risky kinds and how to accept them, and exit with `code`."""
+    from mot_plugin import check as checks
+
     kinds = sorted({f.kind for f in bad})
+    click.echo(f"{len(bad)} risky finding(s): " + "; ".join(f"{k}: {checks.KINDS[k]}" for k in kinds))
+    click.echo(f"Read them; accept a kind with --allow KIND ({command} " + " ".join(f"--allow {k}" for k in kinds) + ")")
+    sys.exit(code)
+
+
+@main.command()
+@click.argument("recipe", type=click.Path(dir_okay=False))
+@ALLOW_OPTION
+def check(recipe: str, allowed: tuple[str, ...]) -> None:
+    """What RECIPE would execute, read, write and contact, without importing or running any of it.
+    Exit 0: nothing risky; 3: risky findings (each marked RISK) not accepted with --allow."""
+    from mot_plugin import check as checks
+
+    _known_kinds(allowed)
+    loaded = load_recipe(recipe, check_files=False)
+    findings = checks.find(loaded, Path(recipe).absolute().parent, load_yaml(Path(recipe), RecipeError))
+    bad = _show_findings(findings, allowed, checks.job_script(loaded))
     if bad:
-        click.echo(f"{len(bad)} risky finding(s): " + "; ".join(f"{k}: {checks.KINDS[k]}" for k in kinds))
-        click.echo(f"Read them; accept a kind with --allow KIND (mot check {recipe} " +
-                   " ".join(f"--allow {k}" for k in kinds) + ")")
-        sys.exit(3)
+        _refuse_risky(bad, f"mot check {recipe}", 3)
     click.echo("Nothing risky found.")
 
 

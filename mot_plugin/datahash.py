@@ -21,7 +21,8 @@ def provenance_path(data_file: Path) -> Path:
     return data_file.with_name(f"{data_file.stem}.provenance.json")
 
 
-def _files(path: Path) -> list[Path]:
+def files_under(path: Path) -> list[Path]:
+    """The files of a folder (recursively, sorted), or the file itself; [] when nothing is there."""
     if path.is_dir():
         return sorted(p for p in path.rglob("*") if p.is_file())
     return [path] if path.is_file() else []
@@ -68,7 +69,7 @@ class DataHashes:
                 root = Path(path)
                 if not root.exists():
                     self._recorded_only(root, digest)
-                for file in _files(root):
+                for file in files_under(root):
                     digest.update(f"{file.relative_to(root) if root.is_dir() else ''}\0{self.file(file)}\0".encode())
         return digest.hexdigest()[:12]
 

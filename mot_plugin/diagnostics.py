@@ -233,7 +233,8 @@ def regime_warnings(report: dict[str, Any]) -> list[str]:
     if disagreement is not None and disagreement > limit:
         warnings.append(f"the branches moved {100 * disagreement:.0f}% of their shared parameters in opposite "
                         f"directions (> {100 * limit:.0f}%, {100 * MAX_SIGN_DISAGREEMENT:g}% of chance): lower learning_rate or "
-                        f"steps_per_round, or try a sign-aware merge (mot.merge.method: ties)")
+                        f"steps_per_round, or try a sign-aware merge (mot.merge.method: ties, or among "
+                        f"mot.merge.candidates)")
     return warnings
 
 

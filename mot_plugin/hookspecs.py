@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 from mot_plugin.recipe import Recipe
-from mot_plugin.results import BranchResult, EvalMetrics, MergeResult, PrepareResult, StepResult
+from mot_plugin.results import BranchResult, ChoiceResult, EvalMetrics, MergeResult, PrepareResult, StepResult
 from mot_plugin.steps import BranchSpec, MergeSpec, Step
 
 if TYPE_CHECKING:
@@ -46,7 +46,8 @@ def mot_branch_config(recipe: Recipe, branch: BranchSpec) -> dict[str, Any]:
 
 @hookspec(firstresult=True)
 def mot_merge_config(recipe: Recipe, merge: MergeSpec) -> dict[str, Any]:
-    """Return the complete mergekit config (a dict) of one round's merge."""
+    """Return the complete mergekit config (a dict) of one round's merge. For a merge candidate
+    (`merge.candidate`), `recipe.mot.merge` holds that candidate's settings."""
 
 
 @hookspec(firstresult=True)
@@ -63,7 +64,8 @@ def mot_run_branch(recipe: Recipe, step: Step) -> BranchResult | dict[str, Any]:
 
 @hookspec(firstresult=True)
 def mot_run_merge(recipe: Recipe, step: Step) -> MergeResult | dict[str, Any]:
-    """Merge as `step.config_path` says into `step.output_dir`. Raise on failure."""
+    """Merge as `step.config_path` says into `step.output_dir`. Raise on failure. A merge candidate's
+    settings are `recipe.with_merge(step.spec.candidate).mot.merge`."""
 
 
 @hookspec(firstresult=True)
@@ -72,8 +74,17 @@ def mot_evaluate(recipe: Recipe, step: Step) -> EvalMetrics | dict[str, Any]:
     the samples under `step.output_dir`; return the metrics (accuracy, accuracy_std, ...)."""
 
 
+@hookspec(firstresult=True)
+def mot_choose(recipe: Recipe, step: Step) -> ChoiceResult | dict[str, Any]:
+    """Choose one of a round's merge candidates (`step.config["candidates"]`: each one's name, merged
+    model and validation evaluation's marker) and put its model at `step.output_dir`, the round's
+    student; return the choice and every candidate's validation accuracy. Raise on failure."""
+
+
 @hookspec
 def mot_round_end(recipe: Recipe, round: int, student: Path, results: dict[str, StepResult]) -> None:
-    """Called after each round (its merge, and its evaluation when the recipe evaluates):
+    """Called after each round (its merge, and its evaluation when the recipe evaluates; with a
+    validation split, its evaluation on it or its choice among merge candidates, since its evaluations
+    on the test set run at the end of the run):
     `student` is the merged model, `results` the round's step results (`mot_plugin.results` models)
     keyed by step id."""

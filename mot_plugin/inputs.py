@@ -5,8 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from mot_plugin.recipe import Recipe
+
+MODEL_KEYS = ("base_model", "tokenizer_config", "lora_model_dir")
+"""The shared Axolotl keys that name an input."""
 
 
 @dataclass(frozen=True)
@@ -23,18 +27,21 @@ class Input:
         return Path(self.value).exists() if self.local else None
 
 
+def input_values(data: dict[str, Any]) -> list[tuple[str, str]]:
+    """(key, value) of every input named in recipe data (a loaded recipe's `to_dict()`, or a recipe
+    file's YAML as written), in recipe order; values that are not strings are skipped."""
+    found = [(key, data.get(key)) for key in MODEL_KEYS]
+    mot = data.get("mot") if isinstance(data.get("mot"), dict) else {}
+    for i, teacher in enumerate(mot.get("teachers") or []):
+        entries = teacher.get("datasets") if isinstance(teacher, dict) else None
+        for j, entry in enumerate(entries or []):
+            found.append((f"mot.teachers.{i}.datasets.{j}.path", entry.get("path") if isinstance(entry, dict) else None))
+    if isinstance(mot.get("eval"), dict):
+        found += [("mot.eval.data", mot["eval"].get("data")), ("mot.eval.validation", mot["eval"].get("validation"))]
+    return [(key, value) for key, value in found if isinstance(value, str) and value]
+
+
 def recipe_inputs(recipe: Recipe) -> list[Input]:
     """Every input the recipe reads, in recipe order."""
-    found = []
-    for key in ("base_model", "tokenizer_config", "lora_model_dir"):
-        value = recipe.axolotl.get(key)
-        if isinstance(value, str) and value:
-            found.append(Input(key, value, Path(value).is_absolute()))
-    for i, teacher in enumerate(recipe.mot.teachers):
-        for j, entry in enumerate(teacher.datasets):
-            path = entry.get("path")
-            if isinstance(path, str):
-                found.append(Input(f"mot.teachers.{i}.datasets.{j}.path", path, Path(path).is_absolute()))
-    if recipe.mot.eval:
-        found.append(Input("mot.eval.data", recipe.mot.eval.data, True))
-    return found
+    return [Input(key, value, key in ("mot.eval.data", "mot.eval.validation") or Path(value).is_absolute())
+            for key, value in input_values(recipe.to_dict())]

@@ -4,6 +4,10 @@ Pure: it asks the planning hooks for configs and computes fingerprints; it write
 Order: the round-0 student's evaluation, then each round (branches, merge, the branches' evaluations
 when `eval.branches` is on, the merged student's evaluation), then each baseline the recipe lists: a
 registered `Baseline` plans its own steps through a `Lineage`.
+
+With merge candidates a round merges its branches once per candidate, evaluates each merge on the
+validation split and chooses one (a `choose` step). With a validation split, every evaluation on the
+test set runs last, once every round's choice is made (`_final_evaluation`).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import pluggy
 from mot_plugin.datahash import DataHashes
 from mot_plugin.recipe import Recipe, Teacher
 from mot_plugin.registry import collect
-from mot_plugin.steps import BranchSpec, EvalSpec, MergeSpec, PrepareSpec, Step, markers
+from mot_plugin.steps import BranchSpec, ChooseSpec, EvalSpec, MergeSpec, PrepareSpec, Step, markers
 
 
 @dataclass(frozen=True)
@@ -41,8 +45,15 @@ class Plan:
         """Total optimizer steps over all baseline branches."""
         return sum(s.spec.max_steps for s in self.steps if s.kind == "branch" and s.baseline is not None)
 
+    def round_students(self) -> list[Step]:
+        """The step that makes each MoT round's student, in round order: the round's merge, or its
+        choice among merge candidates."""
+        return [s for s in self.steps if s.baseline is None and (
+            s.kind == "choose" or (s.kind == "merge" and s.spec.candidate is None))]
+
     def final_student(self) -> Path:
-        return next(s.output_dir for s in reversed(self.steps) if s.kind == "merge" and s.baseline is None)
+        """The last round's student."""
+        return self.round_students()[-1].output_dir
 
     def readers(self, step: Step) -> list[Step]:
         """The steps that need `step`'s output."""
@@ -50,8 +61,12 @@ class Plan:
 
     def prunable(self, step: Step) -> bool:
         """A branch whose weights feed a merge and are no lineage's result (MoT branches, one-shot
-        branches; evaluating a branch alone, `eval.branches`, does not keep it): deleted once every step
-        that reads them has finished, unless the recipe sets `keep_branches`."""
+        branches; evaluating a branch alone, `eval.branches`, does not keep it), or a MoT merge
+        candidate: deleted once every step that reads them has finished, unless the recipe sets
+        `keep_branches` (`merge.keep_candidates`)."""
+        if step.kind == "merge":
+            return (step.baseline is None and step.spec.candidate is not None
+                    and not self.recipe.mot.merge.keep_candidates)
         if self.recipe.mot.keep_branches or step.kind != "branch":
             return False
         readers = self.readers(step)
@@ -73,7 +88,7 @@ class Plan:
                 alive.append(step)
             held = sum(branch_bytes if s.kind == "branch" else student_bytes for s in alive)
             if step.kind == "merge":
-                held += merge_copy_bytes * len(step.deps)
+                held += merge_copy_bytes * len(step.spec.branches)
             peak = max(peak, held)
             alive = [s for s in alive if not (self.prunable(s) and {r.id for r in self.readers(s)} <= done)]
         return peak
@@ -172,34 +187,83 @@ class _Planner:
             ))
         return self.prepared[name]
 
-    def merge(self, step_id: str, round_: int, branches: list[Step], start: Step | None, directory: Path) -> Step:
+    def merge(self, step_id: str, round_: int, branches: list[Step], start: Step | None, directory: Path,
+              candidate: str | None = None) -> Step:
+        """The merge of `branches` with the merge settings of `candidate` (None: the `merge:` block).
+        With `weights: validation` each branch is evaluated on the validation split first, and the
+        merge's config is a template (`merge.template.yaml`) until those accuracies are known."""
+        recipe = self.recipe.with_merge(candidate)
+        evals = [self.evaluate(b.id.removeprefix("baseline/").replace("/", "-"), b.round, b, role="branch",
+                               teacher=b.spec.teacher.name, split="validation")
+                 for b in branches] if recipe.mot.merge.weights == "validation" else []
         spec = MergeSpec(
             step_id=step_id, round=round_, branches=tuple(b.spec for b in branches),
             student=str(start.output_dir) if start else self.recipe.student, output_dir=directory / "merged",
+            candidate=candidate, weights_from={e.spec.teacher: e.marker_path for e in evals} or None,
         )
-        config = self.hook.mot_merge_config(recipe=self.recipe, merge=spec)
+        config = self.hook.mot_merge_config(recipe=recipe, merge=spec)
+        config_path = directory / "merge.yaml"
+        if evals:  # written with the teachers' weights; mot writes merge.yaml with the derived ones
+            config = {**config, "mot_weights": {"from": "validation",
+                                                "evaluations": {t: str(p) for t, p in spec.weights_from.items()}}}
+            config_path = directory / "merge.template.yaml"
         return self._add(Step(
-            id=step_id, kind="merge", spec=spec, config=config, config_path=directory / "merge.yaml",
+            id=step_id, kind="merge", spec=spec, config=config, config_path=config_path,
             log_path=directory / "merge.log", **markers(directory, "merge."),
-            fingerprint=fingerprint(config, branches, self.run_dir), deps=tuple(b.id for b in branches),
+            fingerprint=fingerprint(config, branches + evals, self.run_dir),
+            deps=tuple(s.id for s in branches + evals),
+        ))
+
+    def choose(self, round_: int, branches: list[Step], start: Step | None, directory: Path) -> Step:
+        """Every merge candidate of the round, each evaluated on the validation split and (for the
+        report) on the test set, and the choice among them: the round's student."""
+        candidates = []
+        for name, _ in self.recipe.merges():
+            merged = self.merge(f"round-{round_:02d}/candidate-{name}", round_, branches, start,
+                                directory / f"candidate-{name}", candidate=name)
+            label = f"round-{round_:02d}-candidate-{name}"
+            validation = self.evaluate(label, round_, merged, role="candidate", candidate=name, split="validation")
+            self.evaluate(label, round_, merged, role="candidate", candidate=name)
+            candidates.append((name, merged, validation))
+        spec = ChooseSpec(step_id=f"round-{round_:02d}/choose", round=round_, candidates=tuple(c[0] for c in candidates),
+                          branches=tuple(b.spec for b in branches),
+                          student=str(start.output_dir) if start else self.recipe.student,
+                          output_dir=directory / "merged")
+        config = {"rule": "the highest validation accuracy; ties: the candidate listed first",
+                  "candidates": [{"name": name, "merged": str(merged.output_dir), "validation": str(v.marker_path)}
+                                 for name, merged, v in candidates]}
+        read = [step for _, merged, v in candidates for step in (merged, v)]
+        return self._add(Step(
+            id=spec.step_id, kind="choose", spec=spec, config=config, config_path=directory / "choose.yaml",
+            log_path=directory / "choose.log", **markers(directory, "choose."),
+            fingerprint=fingerprint(config, read, self.run_dir), deps=tuple(s.id for s in read), ends_round=True,
         ))
 
     def evaluate(self, name: str, round_: int, model: Step | None, ends_round: bool = False, *,
-                 role: str = "round", teacher: str | None = None, after: tuple[Step, ...] = ()) -> Step | None:
-        """The evaluation of `model` (None: the recipe's student), run once the steps `after` finished too."""
+                 role: str = "round", teacher: str | None = None, after: tuple[Step, ...] = (),
+                 split: str = "test", candidate: str | None = None) -> Step | None:
+        """The evaluation of `model` (None: the recipe's student) on the test set or (`split`) the
+        validation split, run once the steps `after` finished too; None without that split."""
         settings = self.recipe.mot.eval
-        if settings is None:
+        if settings is None or (split == "validation" and not settings.validation):
             return None
-        directory = self.run_dir / "eval" / name
-        spec = EvalSpec(step_id=f"eval/{name}", round=round_, name=name, role=role, teacher=teacher,
-                        model=str(model.output_dir) if model else self.recipe.student, output_dir=directory / "out")
-        config = {"model": spec.model, **settings.model_dump(mode="json", exclude={"branches", "name"})}
+        where = "validation/" if split == "validation" else ""
+        found = self.find(f"eval/{where}{name}")  # a branch's, for several merges weighted by validation
+        if found:
+            return found
+        directory = self.run_dir / "eval" / f"{where}{name}"
+        spec = EvalSpec(step_id=f"eval/{where}{name}", round=round_, name=name, role=role, teacher=teacher,
+                        model=str(model.output_dir) if model else self.recipe.student, output_dir=directory / "out",
+                        split=split, candidate=candidate)
+        config = {"model": spec.model, **settings.model_dump(mode="json", exclude={"branches", "validation", "name"})}
+        if split == "validation":
+            config["data"] = settings.validation
         if self.recipe.mot.plugins:  # `python -m mot_plugin.evaluate` finds their eval backends
             config["plugins"] = list(self.recipe.mot.plugins)
         return self._add(Step(
             id=spec.step_id, kind="eval", spec=spec, config=config, config_path=directory / "eval.yaml",
             log_path=directory / "eval.log", **markers(directory),
-            fingerprint=fingerprint({**config, "mot_contents": [self._content(settings.data)]
+            fingerprint=fingerprint({**config, "mot_contents": [self._content(config["data"])]
                                      + ([] if model else [self._content(spec.model)])}, [model] if model else [],
                                     self.run_dir),
             deps=((model.id,) if model else ()) + tuple(s.id for s in after), ends_round=ends_round,
@@ -220,8 +284,10 @@ class _Planner:
 
     def rounds(self) -> None:
         mot = self.recipe.mot
+        validating = self.recipe.validation is not None
         student = None
         self.evaluate("round-00", 0, None)
+        self.evaluate("round-00", 0, None, split="validation")
         for r in range(1, mot.rounds + 1):
             round_dir = self.run_dir / f"round-{r:02d}"
             branches = [
@@ -229,16 +295,25 @@ class _Planner:
                             mot.steps_per_round, mot.seed + r - 1)
                 for t in mot.teachers
             ]
+            if mot.merge.candidates:  # the choice ends the round (candidates need a validation split)
+                student = self.choose(r, branches, student, round_dir)
+                self.branch_evaluations(r, branches)
+                continue
             student = self.merge(f"round-{r:02d}/merge", r, branches, student, round_dir)
             if mot.eval is None:
                 self.steps[-1] = student = replace(student, ends_round=True)
-            branch_evals = tuple(
-                self.evaluate(f"round-{r:02d}-branch-{b.spec.teacher.name}", r, b, role="branch",
-                              teacher=b.spec.teacher.name)
-                for b in branches
-            ) if mot.eval and mot.eval.branches else ()
+                continue
+            branch_evals = self.branch_evaluations(r, branches)
             # the round's last step waits for its branch evaluations: `mot_round_end` sees them all
-            self.evaluate(f"round-{r:02d}", r, student, ends_round=True, after=branch_evals)
+            self.evaluate(f"round-{r:02d}", r, student, ends_round=not validating, after=branch_evals)
+            self.evaluate(f"round-{r:02d}", r, student, ends_round=True, split="validation")
+
+    def branch_evaluations(self, round_: int, branches: list[Step]) -> tuple[Step, ...]:
+        """With `eval.branches`, each branch's evaluation on the test set."""
+        if not (self.recipe.mot.eval and self.recipe.mot.eval.branches):
+            return ()
+        return tuple(self.evaluate(f"round-{round_:02d}-branch-{b.spec.teacher.name}", round_, b, role="branch",
+                                   teacher=b.spec.teacher.name) for b in branches)
 
     def baselines(self) -> None:
         for baseline, settings in collect(self.hook).baselines(self.recipe):
@@ -268,10 +343,12 @@ class Lineage:
             step_id, 0, teacher, None, self._planner.run_dir / "baselines" / name, max_steps, seed)
 
     def merge(self, name: str, branches: list[Step]) -> Step:
-        """The merge of `branches` (with the recipe's merge executor and settings)."""
+        """The merge of `branches` (with the recipe's merge executor and settings; with merge
+        candidates, the first candidate's)."""
         step_id = f"baseline/{name}"
         return self._planner.find(step_id) or self._planner.merge(
-            step_id, 0, branches, None, self._planner.run_dir / "baselines" / name)
+            step_id, 0, branches, None, self._planner.run_dir / "baselines" / name,
+            candidate=self.recipe.merges()[0][0])
 
     def evaluate(self, name: str, model: Step) -> Step | None:
         """The evaluation of `model` as one of this baseline's results, reported under `name`; None
@@ -284,4 +361,14 @@ def plan_run(recipe: Recipe, hook: pluggy.HookRelay) -> Plan:
     planner = _Planner(recipe, hook)
     planner.rounds()
     planner.baselines()
-    return Plan(recipe=recipe, steps=tuple(planner.steps), data_hashes=planner.hashes.used)
+    steps = _final_evaluation(planner.steps) if recipe.validation else planner.steps
+    return Plan(recipe=recipe, steps=tuple(steps), data_hashes=planner.hashes.used)
+
+
+def _final_evaluation(steps: list[Step]) -> list[Step]:
+    """Every evaluation on the test set moved to the end, after the last round's end (its choice, or
+    its validation): no choice can depend on the test set. Their fingerprints do not change."""
+    tests = {s.id for s in steps if s.kind == "eval" and s.spec.split == "test"}
+    rest = [s for s in steps if s.id not in tests]
+    gate = next(s for s in reversed(rest) if s.ends_round)
+    return rest + [replace(s, deps=(*s.deps, gate.id)) for s in steps if s.id in tests]

@@ -26,6 +26,7 @@ BUILTINS = (
     "mot_plugin.builtin.mergekit_merge",
     "mot_plugin.builtin.evaluation",
     "mot_plugin.builtin.baselines",
+    "mot_plugin.builtin.choose",
     "mot_plugin.builtin.round_summary",
 )
 

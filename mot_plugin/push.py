@@ -18,6 +18,7 @@ from pathlib import Path
 
 from mot_plugin.atomic import check_inside, read_json, remove_tree
 from mot_plugin.card import Paths, merge_steps, write_cards
+from mot_plugin.choices import final_step
 from mot_plugin.datahash import HASHES_FILE
 from mot_plugin.errors import UserError
 from mot_plugin.planner import Plan
@@ -48,22 +49,23 @@ def _model_files(model_dir: Path) -> dict[str, Path | bytes]:
 
 
 def uploads(plan: Plan, revisions: bool) -> list[Upload]:
-    """What `mot push` puts on the hub: the final student with the recipe (as its author wrote it)
-    and the data hashes (paths as the recipe wrote them) on `main`; with `revisions`, each round's model."""
+    """What `mot push` puts on the hub: the final student with the recipe (as its author wrote it) and the
+    data hashes (paths as the recipe wrote them) on `main`; with `revisions`, each round's model with
+    the same recipe and hashes (`mot init --from REPO@round-NN` starts from any of them)."""
     merges = merge_steps(plan)
-    final = merges[-1]
+    final = final_step(plan)  # the last round's, or by `mot.select: validation`
     if not (final.output_dir / "config.json").is_file():
         raise PushError(f"{plan.recipe.run_dir}: the final round's model ({final.output_dir}) is not there; "
                         f"finish the run first (mot run)")
     run_dir, paths = plan.recipe.run_dir, Paths(plan)
     source = run_dir / SOURCE_FILE if (run_dir / SOURCE_FILE).is_file() else run_dir / RECIPE_FILE
     hashes = {paths.show(k): v for k, v in (read_json(run_dir / HASHES_FILE) or {}).items()}
-    main = {**_model_files(final.output_dir), "recipe.yaml": source,
-            "data.json": json.dumps(hashes, indent=2).encode()}
-    commits = [Upload("main", main, f"MoT student: round {final.round} of {run_dir.name}")]
+    published = {"recipe.yaml": source, "data.json": json.dumps(hashes, indent=2).encode()}
+    commits = [Upload("main", {**_model_files(final.output_dir), **published},
+                      f"MoT student: round {final.round} of {run_dir.name}")]
     if revisions:
-        commits += [Upload(f"round-{m.round:02d}", _model_files(m.output_dir), f"MoT round {m.round} of {run_dir.name}")
-                    for m in merges if m.output_dir.is_dir()]
+        commits += [Upload(f"round-{m.round:02d}", {**_model_files(m.output_dir), **published},
+                           f"MoT round {m.round} of {run_dir.name}") for m in merges if m.output_dir.is_dir()]
     return commits
 
 

@@ -94,9 +94,9 @@ class Teacher(_Strict):
         return overrides
 
 
-class Merge(_Section):
-    """How each round's branch students are merged (any mergekit method). Other keys: the settings
-    block of a registered merge executor (`merge.<executor>`)."""
+class _MergeSettings(_Section):
+    """The settings of one merge (the `merge:` block, and each of its candidates). Other keys: the
+    settings block of a registered merge executor (`merge.<executor>`)."""
 
     executor: Name = "mergekit"
     """The registered merge executor that runs the merges; it reads the fields below."""
@@ -112,6 +112,37 @@ class Merge(_Section):
     base_model: Literal["auto", "student", "none"] = "auto"
     """`student`: the round's student is mergekit's `base_model` (task_arithmetic, ties, ...);
     `none`: no base model (linear); `auto`: whatever the method requires."""
+    weights: Literal["teachers", "validation"] = "teachers"
+    """Each branch's merge weight: `teachers`, its teacher's `weight`; `validation`, its teacher's
+    weight times its accuracy on `mot.eval.validation`, rescaled to the same total."""
+
+
+class Candidate(_MergeSettings):
+    """One merge candidate: the `merge:` block with the keys the candidate sets replaced."""
+
+    name: Name | None = None
+    """Names the candidate's directory (`round-NN/candidate-<name>`) and report rows; default: its method."""
+
+
+class Merge(_MergeSettings):
+    """How each round's branch students are merged (any mergekit method), or the candidate merges
+    one of which each round continues with, chosen on the validation split."""
+
+    candidates: list[Candidate] = []
+    """Merges to try each round; the one with the highest validation accuracy continues (ties: the
+    first listed). Each is the `merge:` block with the keys it sets replaced. One alone is the merge."""
+    keep_candidates: bool = False
+    """Keep every candidate's weights; by default a candidate's are deleted once it is chosen or
+    not and its test evaluation has read them."""
+
+    def choices(self) -> list[tuple[str, "Merge"]]:
+        """Each candidate's name and its merge settings (this block with the candidate's keys replaced)."""
+        base = self.model_dump(exclude={"candidates", "keep_candidates"})
+        found = []
+        for candidate in self.candidates:
+            merge = Merge.model_validate({**base, **candidate.model_dump(exclude_unset=True, exclude={"name"})})
+            found.append((candidate.name or merge.method, merge))
+        return found
 
 
 class Eval(_Section):
@@ -120,6 +151,10 @@ class Eval(_Section):
 
     data: str
     """JSONL of held-out problems: `prompt` and gold `answer` per row."""
+    validation: str | None = None
+    """JSONL of validation problems (the format of `data`, no prompt in common with it): what every
+    choice is made on (merge candidates, `mot.select`); `data` is then read only by the run's final
+    evaluation."""
     samples: int = Field(default=1, ge=1)
     """Samples per problem: 1 is greedy decoding; more samples at `temperature`, averaged."""
     temperature: float = Field(default=0.7, gt=0)
@@ -195,9 +230,15 @@ class MotConfig(_Strict):
     keep_branches: bool = False
     """Keep every branch's weights; by default a branch's weights are deleted once every step that
     reads them (its merge, its evaluation) has finished."""
+    select: Literal["last", "validation"] = "last"
+    """The run's final model: the last round's student, or (`validation`) the round's student with
+    the highest accuracy on `mot.eval.validation` (ties: the earlier round)."""
     shard_size: Annotated[str, Field(pattern=SIZE)] | Annotated[int, Field(ge=1)] = "5GB"
     """Largest safetensors file of a branch's or a merge's weights (`5GB`, `500MB`, `2GiB` or bytes);
     bigger checkpoints are written as several shards and an index."""
+    published: Line | None = None
+    """The input hashes of the shared run this recipe was started from (`mot init --from` writes
+    `NAME.published.json`): `mot plan` and `mot run` compare every input with them."""
     student_hub_id: str | None = None
     """The hub id a local student was made from: the model cards' `base_model` (a hub `base_model`
     needs none)."""
@@ -287,6 +328,24 @@ class Recipe:
         return "float32" if bf16 is False and not fp16 else None
 
     @property
+    def validation(self) -> str | None:
+        """The validation file (`mot.eval.validation`), or None."""
+        return self.mot.eval.validation if self.mot.eval else None
+
+    def merges(self) -> list[tuple[str | None, Merge]]:
+        """The merges of each round: every candidate's name and settings, or (no candidates) the
+        `merge:` block alone, named None."""
+        return self.mot.merge.choices() or [(None, self.mot.merge)]
+
+    def with_merge(self, candidate: str | None) -> "Recipe":
+        """The recipe whose `mot.merge` is candidate `candidate`'s merge settings (None: this recipe):
+        what a merge executor reads for that candidate's merges."""
+        if candidate is None:
+            return self
+        merge = dict(self.merges())[candidate]
+        return replace(self, mot=self.mot.model_copy(update={"merge": merge}))
+
+    @property
     def shard_bytes(self) -> int:
         """`mot.shard_size` in bytes."""
         return size_bytes(self.mot.shard_size)
@@ -373,9 +432,43 @@ def parse_recipe(data: Any, *, source: str = "<recipe>") -> Recipe:
     ]
     update = {"teachers": teachers, "run_dir": str(_run_dir(mot.run_dir, f"{source}: mot.run_dir"))}
     if mot.eval:
-        update["eval"] = mot.eval.model_copy(update={"data": str(Path(mot.eval.data).expanduser().absolute())})
+        update["eval"] = mot.eval.model_copy(update={
+            key: str(Path(path).expanduser().absolute())
+            for key, path in (("data", mot.eval.data), ("validation", mot.eval.validation)) if path})
+    if mot.published:
+        update["published"] = str(Path(mot.published).expanduser().absolute())
+    if len(mot.merge.candidates) == 1:  # one candidate is the merge
+        update["merge"] = mot.merge.choices()[0][1]
+    elif mot.merge.candidates:  # each candidate written out in full, as it merges
+        update["merge"] = mot.merge.model_copy(update={"candidates": [
+            Candidate.model_validate({**merge.model_dump(exclude={"candidates", "keep_candidates"}), "name": name})
+            for name, merge in mot.merge.choices()]})
     mot = mot.model_copy(update=update)
+    _check_choices(mot, source)
     return Recipe(axolotl=shared, mot=mot, source=source)
+
+
+def _check_choices(mot: MotConfig, source: str) -> None:
+    """Candidates with distinct names and settings; every choice on validation has a validation file."""
+    choices = mot.merge.choices()
+    for i, (name, merge) in enumerate(choices):
+        key = f"{source}: mot.merge.candidates.{i}"
+        taken = [j for j, (other, _) in enumerate(choices[:i]) if other == name]
+        if taken:
+            raise RecipeError(f"{key}: the name {name!r} is taken by mot.merge.candidates.{taken[0]}; give each "
+                              f"candidate its own `name`")
+        same = [j for j, (_, other) in enumerate(choices[:i]) if other == merge]
+        if same:
+            raise RecipeError(f"{key}: the same merge as mot.merge.candidates.{same[0]}")
+    if mot.eval and mot.eval.validation:
+        return
+    needs = [("mot.merge.candidates", "choosing among merge candidates")] if choices else []
+    needs += [("mot.select", "select: validation")] if mot.select == "validation" else []
+    needs += [(f"mot.merge.candidates.{i}.weights" if choices else "mot.merge.weights", "weights: validation")
+              for i, (_, merge) in enumerate(choices or [(None, mot.merge)]) if merge.weights == "validation"]
+    if needs:
+        key, what = needs[0]
+        raise RecipeError(f"{source}: {key}: {what} needs a validation split (mot.eval.validation)")
 
 
 def validation_message(err: ValidationError, prefix: str) -> str:
@@ -449,10 +542,20 @@ def check_inputs(recipe: Recipe) -> None:
     if recipe.mot.eval:
         from mot_plugin.grading import EvalError, load_eval_file
 
-        try:
-            load_eval_file(recipe.mot.eval.data)
-        except EvalError as err:
-            raise RecipeError(f"{src}: mot.eval.data: {err}") from None
+        files = {"data": recipe.mot.eval.data, "validation": recipe.validation}
+        for key, path in files.items():
+            try:
+                if path:
+                    load_eval_file(path)
+            except EvalError as err:
+                raise RecipeError(f"{src}: mot.eval.{key}: {err}") from None
+        if recipe.validation:
+            test = {row["prompt"]: number for number, row in read_jsonl(Path(files["data"]), RecipeError)}
+            for number, row in read_jsonl(Path(recipe.validation), RecipeError):
+                if row["prompt"] in test:
+                    raise RecipeError(f"{src}: mot.eval.validation: {recipe.validation}:{number} has the prompt of "
+                                      f"{files['data']}:{test[row['prompt']]} (mot.eval.data); validation and test "
+                                      f"must not share problems")
 
 
 def _has_weights(model_dir: Path) -> bool:

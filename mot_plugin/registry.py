@@ -140,18 +140,32 @@ class Registry:
 
     def check(self, recipe: Recipe) -> None:
         """Validate every block of the recipe that belongs to an entry, refuse blocks no entry owns,
-        and run the selected entries' own checks."""
-        for section, kind in (("launch", Launcher), ("merge", MergeExecutor), ("eval", EvalBackend)):
-            model = getattr(recipe.mot, section)
+        and run the selected entries' own checks (each merge candidate's as its own merge)."""
+        blocks = [("launch", Launcher, recipe.mot.launch), ("merge", MergeExecutor, recipe.mot.merge),
+                  ("eval", EvalBackend, recipe.mot.eval)]
+        blocks += [(f"merge.candidates.{i}", MergeExecutor, c) for i, c in enumerate(recipe.mot.merge.candidates)]
+        for section, kind, model in blocks:
             for key, block in ((model.model_extra or {}).items() if model is not None else ()):
                 if key not in self.entries[kind]:
                     raise RecipeError(f"mot.{section}.{key}: unknown key (no {KINDS[kind]} of that name is registered)")
                 self._settings(self.entries[kind][key], block, f"mot.{section}.{key}")
-        selected = [self.launcher(recipe), self.merge_executor(recipe), self.eval_backend(recipe)]
         self.baselines(recipe)
-        for entry, settings in filter(None, selected):
+        for entry, settings in filter(None, [self.launcher(recipe), self.eval_backend(recipe)]):
             if entry.check is not None:
                 entry.check(recipe, settings)
+        for i, (name, _) in enumerate(recipe.merges()):
+            try:
+                merging = recipe.with_merge(name)
+                entry, settings = self.merge_executor(merging)
+                if entry.check is not None:
+                    entry.check(merging, settings)
+            except RecipeError as err:
+                if name is None:
+                    raise
+                message = str(err)
+                key = f"mot.merge.candidates.{i}"
+                raise RecipeError(key + message[len("mot.merge"):] if message.startswith("mot.merge.")
+                                  else f"{key} ({name}): {message}") from None
 
     @staticmethod
     def _settings(entry: Entry, block: Any, key: str) -> Any:
@@ -206,5 +220,15 @@ class Selected:
 
     @hookimpl(trylast=True)
     def mot_run_merge(self, recipe: Recipe, step: "Step") -> "MergeResult | dict":
+        """The merge with its candidate's settings; with `weights: validation`, its weights resolved
+        first (`mot_plugin.weights`)."""
+        from mot_plugin.results import parse_result
+        from mot_plugin.weights import resolve_weights
+
+        recipe = recipe.with_merge(step.spec.candidate)
         executor, settings = self.registry.merge_executor(recipe)
-        return executor.run(recipe, step, settings)
+        if not step.spec.weights_from:
+            return executor.run(recipe, step, settings)
+        step, weights = resolve_weights(recipe, step, self.hook)
+        result = parse_result("merge", executor.run(recipe, step, settings), step.id)
+        return result.model_copy(update={"weights": weights})

@@ -9,9 +9,11 @@ Markdown is written by `report_md`, the plot by `report_plot`.
 from __future__ import annotations
 
 import statistics
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mot_plugin import choices
 from mot_plugin.atomic import read_json, write_json, write_text
 from mot_plugin.card import Paths, write_cards
 from mot_plugin.jsonl import read_jsonl
@@ -21,7 +23,7 @@ from mot_plugin.steps import Step
 from mot_plugin.stats import mcnemar_exact, paired_counts, wilson_interval
 
 EVAL_FIELDS = ("accuracy", "accuracy_std", "unextracted", "mean_response_tokens")
-TABLES = ("paired", "diagnostics", "training")
+TABLES = ("paired", "diagnostics", "training", "candidates", "selection")
 """Per-run tables; combined runs concatenate them, each row naming its run."""
 PLOT = "accuracy.png"
 
@@ -89,19 +91,33 @@ def _merge_gain(merged: float | None, branches: dict[str, dict]) -> dict[str, An
             "vs_best": round(100 * (merged - scores[best]), 2), "best_branch": best}
 
 
-def _verdicts(step: Step) -> tuple[dict[int, bool], bool, dict[int, list[str]]] | None:
-    """Per problem: right or wrong (the majority of its samples, ties wrong), whether a majority was
-    taken, and per problem its tags; None without `samples.jsonl`."""
+@dataclass(frozen=True)
+class Verdicts:
+    """One evaluation's answers, problem by problem (from its `samples.jsonl`)."""
+
+    right: dict[int, bool]
+    """Per problem: right or wrong (the majority of its samples, ties wrong)."""
+    majority: bool
+    """Whether a majority of several samples was taken."""
+    tags: dict[int, list[str]]
+    prompts: dict[int, str]
+
+
+def verdicts(step: Step) -> Verdicts | None:
+    """The evaluation's answers problem by problem; None without `samples.jsonl`."""
     path = step.output_dir / "samples.jsonl"
     if not path.is_file():
         return None
     marks: dict[int, list[bool]] = {}
     tags: dict[int, list[str]] = {}
+    prompts: dict[int, str] = {}
     for _, row in read_jsonl(path, ValueError):
         if "problem" in row and "correct" in row:
-            marks.setdefault(int(row["problem"]), []).append(bool(row["correct"]))
-            tags[int(row["problem"])] = row.get("tags") or []
-    return ({p: 2 * sum(m) > len(m) for p, m in marks.items()}, any(len(m) > 1 for m in marks.values()), tags)
+            problem = int(row["problem"])
+            marks.setdefault(problem, []).append(bool(row["correct"]))
+            tags[problem], prompts[problem] = row.get("tags") or [], row.get("prompt", "")
+    return Verdicts({p: 2 * sum(m) > len(m) for p, m in marks.items()}, any(len(m) > 1 for m in marks.values()),
+                    tags, prompts)
 
 
 def _mcnemar(mine: dict[int, bool], theirs: dict[int, bool], problems: list[int]) -> dict[str, Any]:
@@ -110,24 +126,34 @@ def _mcnemar(mine: dict[int, bool], theirs: dict[int, bool], problems: list[int]
     return {"problems": len(problems), "b": b, "c": c, "p": mcnemar_exact(b, c)}
 
 
+def paired_test(mine: Verdicts, theirs: Verdicts) -> dict[str, Any]:
+    """Exact McNemar of two evaluations on the problems both answered (b: only `mine` right, c: only
+    `theirs`), and (`slices`) on each tag's problems when the eval rows carry tags."""
+    problems = sorted(mine.right.keys() & theirs.right.keys())
+    test = {**_mcnemar(mine.right, theirs.right, problems), "majority": mine.majority or theirs.majority}
+    tags = sorted({t for p in problems for t in mine.tags[p]})
+    if tags:
+        test["slices"] = {tag: _mcnemar(mine.right, theirs.right, [p for p in problems if tag in mine.tags[p]])
+                          for tag in tags}
+    return test
+
+
 def _paired(final: Step, baselines: list[Step], done: dict) -> list[dict[str, Any]]:
-    """MoT's final round against each baseline on the problems both answered: exact McNemar, overall
-    and (`slices`) on each tag's problems when the eval rows carry tags."""
-    mine = _verdicts(final) if final.id in done else None
+    """MoT's final round against each baseline, problem by problem (`paired_test`)."""
+    mine = verdicts(final) if final.id in done else None
     rows = []
     for step in baselines:
-        theirs = _verdicts(step) if step.id in done else None
-        if not mine or not theirs:
-            continue
-        problems = sorted(mine[0].keys() & theirs[0].keys())
-        row = {"baseline": step.spec.name, "round": final.round, **_mcnemar(mine[0], theirs[0], problems),
-               "majority": mine[1] or theirs[1]}
-        tags = sorted({t for p in problems for t in mine[2][p]})
-        if tags:
-            row["slices"] = {tag: _mcnemar(mine[0], theirs[0], [p for p in problems if tag in mine[2][p]])
-                             for tag in tags}
-        rows.append(row)
+        theirs = verdicts(step) if step.id in done else None
+        if mine and theirs:
+            rows.append({"baseline": step.spec.name, "round": final.round, **paired_test(mine, theirs)})
     return rows
+
+
+def evaluations(plan: Plan) -> dict[str, tuple[Step, dict[str, Any]]]:
+    """Every finished evaluation of the run by name (`round-01`, `round-01-branch-brief`, `union`, ...):
+    its step and its numbers as the report gives them."""
+    done = _results(plan)
+    return {s.spec.name: (s, _evaluation(s, done)) for s in plan.steps if s.kind == "eval" and s.id in done}
 
 
 def _diagnostics(merges: list[Step], done: dict) -> list[dict[str, Any]]:
@@ -136,7 +162,8 @@ def _diagnostics(merges: list[Step], done: dict) -> list[dict[str, Any]]:
     for step in merges:
         diagnostics = (done.get(step.id) or {}).get("result", {}).get("diagnostics")
         if isinstance(diagnostics, dict):
-            rows.append({"round": step.round, **diagnostics})
+            rows.append({"round": step.round, **({"candidate": step.spec.candidate} if step.spec.candidate else {}),
+                         **diagnostics})
     return rows
 
 
@@ -163,13 +190,16 @@ def collect_metrics(plan: Plan) -> dict[str, Any]:
     rounds, round_evals, branch_steps, tokens = [], {}, 0, 0
     for r in range(0, mot.rounds + 1):
         steps = [s for s in plan.steps if s.round == r and s.baseline is None]
-        round_evals[r] = next((s for s in steps if s.kind == "eval" and s.spec.role == "round"), None)
+        round_evals[r], validation = choices.round_evaluations(plan, r, done)
         training = _training(steps, done)
         branch_steps += training["branch_steps"]
         tokens += training["tokens_trained"]
         row = {"round": r, **_evaluation(round_evals[r], done), **training,
                "cumulative_branch_steps": branch_steps, "cumulative_tokens_trained": tokens}
-        branches = {s.spec.teacher: _evaluation(s, done) for s in steps if s.kind == "eval" and s.spec.role == "branch"}
+        if plan.recipe.validation:
+            row["validation"] = _evaluation(validation, done)
+        branches = {s.spec.teacher: _evaluation(s, done) for s in steps
+                    if s.kind == "eval" and s.spec.role == "branch" and s.spec.split == "test"}
         if branches:
             row.update(branches=branches, merge_gain=_merge_gain(row["accuracy"], branches))
             if row.get("slices"):
@@ -181,6 +211,8 @@ def collect_metrics(plan: Plan) -> dict[str, Any]:
         group = [step, model_step] + [s for s in plan.steps if s.id in model_step.deps]
         baselines[step.spec.name] = {**_evaluation(step, done), **_training(group, done)}
     scored = [row["round"] for row in rounds if row["accuracy"] is not None]
+    selection = choices.selection(rounds, mot.select) if plan.recipe.validation else []
+    final = next((row["round"] for row in selection if row["used"]), scored[-1] if scored else None)
     return {
         "run_dir": str(plan.recipe.run_dir),
         "student": plan.recipe.student,
@@ -188,15 +220,19 @@ def collect_metrics(plan: Plan) -> dict[str, Any]:
         "rounds": mot.rounds,
         "steps_per_round": mot.steps_per_round,
         "seed": mot.seed,
-        "merge": mot.merge.method,
-        "merge_executor": mot.merge.executor,
+        "merge": (mot.merge.method if not mot.merge.candidates else
+                  f"one per round chosen on validation among {', '.join(c.name for c in mot.merge.candidates)}"),
+        "merge_executor": ", ".join(dict.fromkeys(merge.executor for _, merge in plan.recipe.merges())),
         "baseline_budget": mot.baseline_budget,
         "eval": mot.eval.model_dump(mode="json") if mot.eval else None,
         "mot": rounds,
         "baselines": baselines,
-        "paired": _paired(round_evals[scored[-1]], baseline_evals, done) if scored else [],
+        "paired": _paired(round_evals[final], baseline_evals, done) if round_evals.get(final) else [],
         "diagnostics": _diagnostics([s for s in plan.steps if s.kind == "merge" and s.baseline is None], done),
         "training": _branch_rows(plan.steps, done),
+        "select": mot.select,
+        "candidates": choices.candidate_rows(plan, done, _evaluation),
+        "selection": selection,
     }
 
 
@@ -268,4 +304,5 @@ def write_report(plans: list[Plan], out_dir: Path | None = None) -> Path:
     write_text(out / "report.md", render_markdown(Paths(plans[0]).metrics(combined), plot))
     for plan, run_metrics in zip(plans, metrics):
         write_cards(plan, run_metrics)
+        choices.record_test_scores(plan, run_metrics)
     return out / "report.md"

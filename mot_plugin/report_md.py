@@ -7,6 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from mot_plugin.choices import RULES, selected_round
+
 SIGNIFICANCE = 0.05
 LOSS = ".4f"
 """Every train loss, in every table: 4 decimals."""
@@ -182,6 +184,37 @@ def _slices(metrics: dict[str, Any]) -> list[str]:
     return lines + _merge_gains(metrics, sliced=True)
 
 
+def _choices(metrics: dict[str, Any]) -> list[str]:
+    """Each round's merge candidates, and the final model by each rule."""
+    lines = []
+    candidates = metrics.get("candidates") or []
+    validation = Path((metrics.get("eval") or {}).get("validation") or "validation").name
+    if candidates:
+        lines += ["", "## Merge candidates, chosen on validation", "",
+                  f"Each round merged its branches once per candidate and continued with the candidate most "
+                  f"accurate on the validation split (`{validation}`), ties going to the one listed first. The "
+                  f"test accuracies were measured at the end of the run, after every choice, for this report only.",
+                  ""]
+        for round_ in dict.fromkeys(row["round"] for row in candidates):
+            rows = [row for row in candidates if row["round"] == round_]
+            lines += [f"Round {round_}:", ""] + _with_run(
+                ["candidate", "merge", "validation [95% CI]", "test [95% CI]", "chosen", "weights", "wall s"], rows,
+                lambda c: [c["candidate"], c["merge"], _acc(c["validation"]), _acc(c["test"]),
+                           {True: "**chosen**", False: "", None: "–"}[c["chosen"]],
+                           ", ".join(f"{t} {w:g}" for t, w in (c.get("weights") or {}).items()) or "–",
+                           c["seconds"]]) + [""]
+        lines.pop()
+    selection = metrics.get("selection") or []
+    if selection:
+        used = next(row["rule"] for row in selection if row["used"])
+        lines += ["", "## The final model", "",
+                  f"By the recipe's rule (`mot.select: {used}`) the final model is {RULES[used]}; both rules are "
+                  f"shown with the test numbers of the round each picks.", ""]
+        lines += _with_run(["rule", "round", "validation", "test [95% CI]"], selection, lambda r: [
+            RULES[r["rule"]] + (" (used)" if r["used"] else ""), r["round"], _percent(r["validation"]), _acc(r)])
+    return lines
+
+
 def _diagnostics(metrics: dict[str, Any]) -> list[str]:
     rows = metrics.get("diagnostics") or []
     if not rows:
@@ -196,7 +229,7 @@ def _diagnostics(metrics: dict[str, Any]) -> list[str]:
              "parameters whose updates disagree in sign.", ""]
     return lines + _with_run(["round", "relative update per branch", "mean cosine", "sign disagreement",
                               "merged relative update", "warnings"], rows, lambda d: [
-        d["round"], update_range(d), _number(d.get("mean_cosine"), ".3f"), _percent(d.get("sign_disagreement")),
+        f"{d['round']} ({d['candidate']})" if d.get("candidate") else d["round"], update_range(d), _number(d.get("mean_cosine"), ".3f"), _percent(d.get("sign_disagreement")),
         _percent(d.get("merged_relative_update"), 2),
         "; ".join(d.get("warnings") or []) or "–"])
 
@@ -241,9 +274,12 @@ def _summary(metrics: dict[str, Any]) -> list[str]:
     if not rows:
         return ["- no evaluation results yet (add `mot.eval` to the recipe, then `mot run` again)"]
     several = "runs" in metrics
-    final = rows[-1]
+    selected = selected_round(metrics)
+    final = next((r for r in rows if r["round"] == selected), rows[-1])
     highest = max(rows, key=lambda r: r["accuracy"])
-    out = [f"- final round ({final['round']}): {_acc(final)} after {final['cumulative_branch_steps']} branch-steps"]
+    label = (f"final model (round {final['round']}, chosen on validation by mot.select)"
+             if metrics.get("select") == "validation" and selected is not None else f"final round ({final['round']})")
+    out = [f"- {label}: {_acc(final)} after {final['cumulative_branch_steps']} branch-steps"]
     if highest is final:
         out.append("- the final round is also the highest round")
     else:
@@ -280,9 +316,10 @@ def _summary(metrics: dict[str, Any]) -> list[str]:
 
 
 def render_markdown(metrics: dict[str, Any], plot_name: str | None) -> str:
-    """The report: every round, merge gains, baselines, paired tests, accuracy by slice, merge
+    """The report: every round, merge candidates, baselines, paired tests, accuracy by slice, merge
     diagnostics, training, and a summary."""
-    lines = (_header(metrics) + _rounds(metrics) + _baselines(metrics) + _slices(metrics) + _diagnostics(metrics)
+    lines = (_header(metrics) + _rounds(metrics) + _choices(metrics) + _baselines(metrics) + _slices(metrics)
+             + _diagnostics(metrics)
              + _training(metrics))
     lines += ["", "## Summary", ""] + _summary(metrics)
     if plot_name:

@@ -68,6 +68,9 @@ class MergeResult(StepResult):
     diagnostics: dict[str, Any] | None = None
     """Update sizes, pairwise cosines, sign disagreement and warnings (`mot_plugin.diagnostics`);
     None when they could not be computed."""
+    weights: dict[str, float] | None = None
+    """Each teacher's branch weight when the merge derived them from validation accuracy
+    (`weights: validation`); None otherwise."""
 
     def brief(self) -> str:
         return f"merged {len(self.inputs)} models" if self.inputs else ""
@@ -108,8 +111,24 @@ class EvalMetrics(StepResult):
         return f"accuracy {100 * self.accuracy:.1f}%{slices}, unextracted {self.unextracted}"
 
 
+class ChoiceResult(StepResult):
+    """The merge candidate a round continues with, and every candidate's validation accuracy."""
+
+    chosen: str | None = None
+    """The chosen candidate's name."""
+    validation: dict[str, float | None] = {}
+    """Each candidate's validation accuracy, in the order written."""
+    merged: str | None = None
+    """The round's student (the chosen candidate's files)."""
+
+    def brief(self) -> str:
+        scores = ", ".join(f"{name} {'n/a' if acc is None else f'{100 * acc:.1f}%'}"
+                           for name, acc in self.validation.items())
+        return f"chose {self.chosen} (validation: {scores})" if self.chosen else ""
+
+
 RESULTS: dict[str, type[StepResult]] = {"prepare": PrepareResult, "branch": BranchResult, "merge": MergeResult,
-                                        "eval": EvalMetrics}
+                                        "eval": EvalMetrics, "choose": ChoiceResult}
 """The result model of each kind of step."""
 
 

@@ -172,8 +172,9 @@ class StepStatus:
     """Where the step runs or ran (host, devices, job id), as its launcher recorded it."""
     progress: tuple[int, int] | None
     """How far a running step's progress bar got."""
-    pruned: bool
-    """A finished branch whose weights were deleted once merged."""
+    pruned: str | None
+    """A finished branch or merge candidate whose weights were deleted once used: what used them
+    (`merge`, `the choice`); None otherwise."""
 
 
 def read_result(step: Step, marker: dict | None = None) -> StepResult | None:
@@ -199,7 +200,9 @@ def status_rows(plan: Plan) -> list[StepStatus]:
             step=step.id, state=state, seconds=(marker or {}).get("seconds"), result=read_result(step, marker),
             error=failed.get("error"), log=str(step.log_path), where=read_json(step.where_path) or {},
             progress=last_progress(step) if state == "running" else None,
-            pruned=state == "done" and step.kind == "branch" and not step.output_dir.exists()))
+            pruned=({"branch": "merge", "merge": "the choice"}[step.kind]
+                    if state == "done" and (step.kind == "branch" or plan.prunable(step)) and not step.output_dir.exists()
+                    else None)))
     return rows
 
 

@@ -29,7 +29,7 @@ from mot_plugin.rundir import (CURRENT_FILE, check_paths, clear_step, config_dig
 from mot_plugin.results import StepResult, parse_result
 from mot_plugin.steps import Step
 
-READ_OUTPUTS = ("prepare", "branch", "merge")
+READ_OUTPUTS = ("prepare", "branch", "merge", "choose")
 """Kinds of steps whose output other steps read: a done one whose output is gone runs again."""
 
 
@@ -57,6 +57,8 @@ class _Scheduler:
         self.by_id = {s.id: s for s in plan.steps}
         self.number = {s.id: f"[{i}/{len(plan.steps)}] {s.id}" for i, s in enumerate(plan.steps, 1)}
         self.results: dict[str, StepResult] = {}
+        self.unfinished: set[str] = set()
+        """Steps of this run not finished yet: what they read is kept."""
         self.running: dict[str, float] = {}
         self.finished: queue.Queue[tuple[Step, StepResult | None, BaseException | None]] = queue.Queue()
         self.disk_checked: set[int] = set()
@@ -64,8 +66,8 @@ class _Scheduler:
 
     def todo(self) -> list[Step]:
         """Steps to run: those not done; a done step whose output others read but is gone (unless it
-        is a branch whose weights were deleted after use) and every step after it; and any finished branch whose weights
-        were deleted but that a step to run reads again."""
+        is a branch or candidate whose weights were deleted after use) and every step after it; and any
+        finished branch or candidate whose weights were deleted but that a step to run reads again."""
         ids = {s.id for s in self.plan.steps if step_state(s) != "done"}
         lost = {s.id for s in self.plan.steps if s.id not in ids and s.kind in READ_OUTPUTS
                 and not s.output_dir.exists() and not self.plan.prunable(s)}
@@ -75,13 +77,14 @@ class _Scheduler:
         grew = True
         while grew:
             needed = {d for i in ids for d in self.by_id[i].deps
-                      if self.by_id[d].kind == "branch" and not self.by_id[d].output_dir.exists()}
+                      if self.by_id[d].kind in ("branch", "merge") and not self.by_id[d].output_dir.exists()}
             grew = not needed <= ids
             ids |= needed
         return [s for s in self.plan.steps if s.id in ids]
 
     def run(self) -> dict[str, StepResult]:
         pending = self.todo()
+        self.unfinished = {s.id for s in pending}
         for step in self.plan.steps:
             if step not in pending:
                 self.results[step.id] = read_result(step)
@@ -131,7 +134,7 @@ class _Scheduler:
     def _execute(self, step: Step) -> None:
         """In a thread of its own: run the step's hook, record a failure, report back."""
         hooks = {"prepare": self.hook.mot_prepare_data, "branch": self.hook.mot_run_branch,
-                 "merge": self.hook.mot_run_merge, "eval": self.hook.mot_evaluate}
+                 "merge": self.hook.mot_run_merge, "eval": self.hook.mot_evaluate, "choose": self.hook.mot_choose}
         try:
             with _progress(step, self.echo, self.running[step.id]):
                 result = hooks[step.kind](recipe=self.recipe, step=step)
@@ -168,6 +171,7 @@ class _Scheduler:
         write_json(step.marker_path, {"fingerprint": step.fingerprint, "config_sha256": self.configs[step.id],
                                       "seconds": seconds, "result": result.model_dump(mode="json")})
         self.results[step.id] = result
+        self.unfinished.discard(step.id)
         brief = result.brief()
         self.echo(f"{self.number[step.id]}: done in {seconds:.1f}s{', ' + brief if brief else ''}")
         eta = eta_line(self.plan)
@@ -175,15 +179,17 @@ class _Scheduler:
             self.echo(f"    {eta}")
         for warning in (getattr(result, "diagnostics", None) or {}).get("warnings", []):
             self.echo(f"    {step.id}: warning: {warning}")
-        if step.ends_round:
+        if step.ends_round:  # the round's evaluations on the test set may come at the end of the run
             round_steps = [s for s in self.plan.steps if s.round == step.round and s.baseline is None]
-            student = next(s.output_dir for s in round_steps if s.kind == "merge")
+            student = self.plan.round_students()[step.round - 1].output_dir
             self.hook.mot_round_end(recipe=self.recipe, round=step.round, student=student,
-                                    results={s.id: self.results[s.id] for s in round_steps})
-        for dep in step.deps:
-            branch = self.by_id[dep]
-            if self.plan.prunable(branch) and all(step_state(r) == "done" for r in self.plan.readers(branch)):
-                remove_tree(branch.output_dir, self.recipe.run_dir)
+                                    results={s.id: self.results[s.id] for s in round_steps if s.id in self.results})
+        for dep in step.deps:  # weights no step still to run reads
+            used = self.by_id[dep]
+            readers = self.plan.readers(used)
+            if (self.plan.prunable(used) and self.unfinished.isdisjoint(r.id for r in readers)
+                    and all(step_state(r) == "done" for r in readers)):
+                remove_tree(used.output_dir, self.recipe.run_dir)
 
     def _write_current(self) -> None:
         write_json(self.recipe.run_dir / CURRENT_FILE, {"pid": os.getpid(), "steps": self.running})

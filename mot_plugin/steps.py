@@ -1,4 +1,4 @@
-"""What the hooks receive: one branch, merge or evaluation, and a planned step."""
+"""What the hooks receive: one branch, merge, evaluation or choice, and a planned step."""
 
 from __future__ import annotations
 
@@ -50,6 +50,28 @@ class MergeSpec:
     student: str
     """The student the branches started from (mergekit's `base_model` for methods that take one)."""
     output_dir: Path
+    candidate: str | None = None
+    """The merge candidate this merge is (`Recipe.with_merge` gives its settings); None: the merge."""
+    weights_from: dict[str, Path] | None = None
+    """`weights: validation`: per teacher, the marker of its branch's validation evaluation, whose
+    accuracy sets the branch's weight when the merge runs (`mot_plugin.weights.resolve_weights`)."""
+
+
+@dataclass(frozen=True)
+class ChooseSpec:
+    """The choice among a round's merge candidates: the one with the highest validation accuracy
+    becomes the round's student."""
+
+    step_id: str
+    round: int
+    candidates: tuple[str, ...]
+    """The candidates' names, in the order written (ties go to the first)."""
+    branches: tuple[BranchSpec, ...]
+    """The round's branches, which every candidate merges."""
+    student: str
+    """The student the round's branches started from."""
+    output_dir: Path
+    """The round's student: the chosen candidate's files, hard-linked (`round-NN/merged`)."""
 
 
 @dataclass(frozen=True)
@@ -60,15 +82,20 @@ class EvalSpec:
     round: int
     """The MoT round whose student is evaluated (0: the recipe's student); 0 for baselines too."""
     name: str
-    """`round-00`, `round-01`, ..., `round-01-branch-<teacher>`, or a baseline's name (`single-<teacher>`,
-    `union`, `oneshot`)."""
+    """`round-00`, `round-01`, ..., `round-01-branch-<teacher>`, `round-01-candidate-<name>`, or a
+    baseline's name (`single-<teacher>`, `union`, `oneshot`)."""
     model: str
     output_dir: Path
     """Where the evaluation's samples go (`samples.jsonl`, `metrics.json`)."""
-    role: Literal["round", "branch", "baseline"] = "round"
-    """What is evaluated: a round's student (round 0: the recipe's), one MoT branch, or a baseline."""
+    role: Literal["round", "branch", "baseline", "candidate"] = "round"
+    """What is evaluated: a round's student (round 0: the recipe's), one MoT branch, a baseline, or
+    one of a round's merge candidates."""
     teacher: str | None = None
     """The teacher of the evaluated branch (role `branch`)."""
+    split: Literal["test", "validation"] = "test"
+    """The problems: `mot.eval.data` (test) or `mot.eval.validation`."""
+    candidate: str | None = None
+    """The evaluated merge candidate's name (role `candidate`)."""
 
 
 @dataclass(frozen=True)
@@ -96,8 +123,8 @@ class Step:
     """A unit of work with the exact config file it needs and where its results go."""
 
     id: str
-    kind: Literal["prepare", "branch", "merge", "eval"]
-    spec: PrepareSpec | BranchSpec | MergeSpec | EvalSpec
+    kind: Literal["prepare", "branch", "merge", "eval", "choose"]
+    spec: PrepareSpec | BranchSpec | MergeSpec | EvalSpec | ChooseSpec
     config: dict[str, Any]
     config_path: Path
     log_path: Path

@@ -40,6 +40,24 @@ def toy(tmp_path_factory) -> dict[str, Path]:
     return {k: Path(v).absolute() for k, v in make_toy(out, n_train=64, n_val=8, n_eval=8, pretrain_steps=0).items()}
 
 
+@pytest.fixture(scope="session")
+def validation(toy) -> Path:
+    """A validation split for the toy: the toy's own when it writes one, else 8 problems drawn like its
+    eval problems, none with an eval prompt."""
+    import json
+    import random
+
+    from mot_plugin.toy import problems
+
+    if "validation" in toy:
+        return toy["validation"]
+    taken = {json.loads(line)["prompt"] for line in toy["eval"].read_text().splitlines() if line.strip()}
+    rows = [{"prompt": text, "answer": str(a + b)} for text, a, b in problems(random.Random(1), 40) if text not in taken]
+    path = toy["eval"].with_name("validation.jsonl")
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows[:8]))
+    return path
+
+
 @pytest.fixture
 def one_torch_thread():
     """One torch thread in this process while the test runs: tiny tensors gain nothing from more,

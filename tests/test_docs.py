@@ -11,7 +11,7 @@ import yaml
 from mot_plugin.builtin.ray_launcher import RaySettings
 from mot_plugin.builtin.slurm_launcher import SlurmSettings
 from mot_plugin.plugins import BUILTINS
-from mot_plugin.recipe import Eval, Launch, Merge, MotConfig, Teacher, parse_recipe
+from mot_plugin.recipe import Candidate, Eval, Launch, Merge, MotConfig, Teacher, parse_recipe
 
 ROOT = Path(__file__).parents[1]
 
@@ -40,7 +40,7 @@ def test_recipe_examples_are_valid(doc):
         assert len(recipe.mot.teachers) >= 2
 
 
-@pytest.mark.parametrize("model", [MotConfig, Teacher, Merge, Eval, Launch, RaySettings, SlurmSettings])
+@pytest.mark.parametrize("model", [MotConfig, Teacher, Merge, Candidate, Eval, Launch, RaySettings, SlurmSettings])
 def test_every_field_is_documented(model):
     text = (ROOT / "docs/recipe.md").read_text()
     for name in model.model_fields:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -206,10 +208,15 @@ def test_evaluations_and_baselines_recorded(with_baselines):
     assert len(samples) == 4 and all("response" in json.loads(line) for line in samples)
 
 
-def test_every_evaluation_is_scored_per_slice(with_baselines):
+def test_every_evaluation_is_scored_per_slice(with_baselines, toy):
     """The toy's eval rows are tagged `skill` (a carry) or `kept`: each evaluation's slices are its own
     samples' verdicts counted per tag, with intervals, in metrics.json and the report."""
+    from collections import Counter
+
+    from mot_plugin.grading import load_eval_file
     from mot_plugin.stats import wilson_interval
+
+    counts = Counter(tag for row in load_eval_file(toy["eval"])[:4] for tag in row["tags"])  # the run's limit: 4
 
     metrics = json.loads((with_baselines / "metrics.json").read_text())
     evaluated = {f"round-{r['round']:02d}": r for r in metrics["mot"]} | metrics["baselines"]
@@ -222,9 +229,10 @@ def test_every_evaluation_is_scored_per_slice(with_baselines):
             assert (entry["accuracy"], entry["problems"]) == (sum(marks) / len(marks), len(marks)), (name, tag)
             assert entry["ci"] == [round(v, 4) for v in wilson_interval(sum(marks), len(marks))]
         assert sum(e["accuracy"] * e["problems"] for e in row["slices"].values()) == pytest.approx(4 * row["accuracy"])
-    assert {tag: p["problems"] for tag, p in metrics["paired"][0]["slices"].items()} == {"kept": 3, "skill": 1}
+    assert {tag: p["problems"] for tag, p in metrics["paired"][0]["slices"].items()} == counts
     report = (with_baselines / "report.md").read_text()
-    assert "| model | all | kept (3 problems) | skill (1 problem) |" in report
+    header = " | ".join(f"{tag} ({n} problem{'' if n == 1 else 's'})" for tag, n in sorted(counts.items()))
+    assert f"| model | all | {header} |" in report
     assert "| baseline oneshot |" in report.split("## Accuracy by slice")[1]
 
 
@@ -262,6 +270,55 @@ def test_mot_eval_command(with_baselines, toy, tmp_path):
     assert metrics["n_problems"] == 2 and 0.0 <= metrics["accuracy"] <= 1.0
     assert sum(s["n_problems"] for s in metrics["slices"].values()) == 2, "each toy problem has one tag"
     assert (out / "metrics.json").is_file() and len((out / "samples.jsonl").read_text().splitlines()) == 2
+
+
+def _walkthrough() -> list[str]:
+    """The command lines of docs/sharing.md's walk-through, comments dropped."""
+    text = (Path(__file__).parents[1] / "docs/sharing.md").read_text()
+    block = next(b for b in re.findall(r"```bash\n(.*?)```", text, flags=re.S) if "mot init work --from me/toy-mot" in b)
+    return [line.split("  #")[0].strip() for line in block.splitlines() if line.strip()]
+
+
+def test_the_sharing_walkthrough_reproduces_a_run(with_baselines, tmp_path):
+    """docs/sharing.md's walk-through, line by line, on the finished run (`runs/toy` there): `mot push`
+    commits into a local stand-in of the hub's file API (the hub is never reached), every other line runs
+    as written. The reproduction, trained and merged again, answers every problem as the original did."""
+    from hub_server import HubServer
+    from mot_plugin.cli import _run_dir_plan
+    from mot_plugin.push import uploads
+
+    names = {"runs/toy": str(with_baselines), "../runs/toy": str(with_baselines)}
+    hub = HubServer(tmp_path / "hub")
+    env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "0", "HF_HOME": str(tmp_path / "hf-home")}
+    cwd, outputs = tmp_path, []
+    try:
+        for line in _walkthrough():
+            args = [names.get(arg, arg) for arg in shlex.split(line)]
+            if args[0] == "cd":
+                cwd = cwd / args[1]
+            elif args[1] == "push":  # what `mot push` commits, into the stand-in's folder
+                for commit in uploads(_run_dir_plan(args[2]), revisions="--revisions" in args):
+                    for name, content in commit.files.items():
+                        target = tmp_path / "hub" / args[3] / commit.revision / name
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        target.write_bytes(content if isinstance(content, bytes) else content.read_bytes())
+            else:
+                result = subprocess.run([sys.executable, "-m", "mot_plugin.cli", *args[1:]], cwd=cwd, env=env,
+                                        capture_output=True, text=True, timeout=900)
+                assert result.returncode == 0, f"{line}: {result.stdout + result.stderr}"
+                outputs.append(result.stdout)
+    finally:
+        hub.close()
+    init, plan, run, compare = outputs
+    inputs = ["base_model", "mot.teachers.0.datasets.0.path", "mot.teachers.1.datasets.0.path", "mot.eval.data"]
+    for output in (init, plan, run):
+        assert all(re.search(rf"^  same data +{re.escape(key)} ", output, flags=re.M) for key in inputs), output
+    assert f"Report: {tmp_path / 'work/runs/toy-mot/report.md'}" in run
+    evaluations = [line for line in compare.splitlines() if line.startswith("| ") and " problems) |" in line]
+    assert len(evaluations) == 7 * 3, compare  # the student, 2 rounds, 4 baselines; overall, kept and skill
+    assert all("| +0.0 | b=0, c=0, p=1 (" in line for line in evaluations), compare
+    assert "Identical: all 7 evaluations have the same accuracy in both runs (every slice too), and in the 7" in compare
+    assert "| mot.run_dir |" not in compare and "different data" not in compare
 
 
 def test_axolotl_mot_reaches_the_same_commands(reference):

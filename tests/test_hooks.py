@@ -85,19 +85,25 @@ def test_every_hook_and_every_registry_is_called_in_one_run(toy, tmp_path):
     """One fast run (fake training) in which every hook is called, and the selected entry of every
     registry (tests/counting_plugin.py registers one of each kind)."""
     CALLS.clear()
+    validation = tmp_path / "validation.jsonl"
+    validation.write_text('{"prompt": "1+1?", "answer": "2"}\n')
     data = recipe_data(toy, tmp_path / "run", rounds=1, plugins=["counting_plugin"],
-                       launch={"launcher": "counting", "parallel": 2}, merge={"executor": "counting"},
+                       launch={"launcher": "counting", "parallel": 2},
+                       merge={"executor": "counting", "candidates": [{"name": "plain"},
+                                                                     {"name": "byacc", "weights": "validation"}]},
                        baselines=[{"counting": {"teachers": ["wordy"], "steps": 1}}],
-                       eval={"data": str(toy["eval"]), "limit": 2, "backend": "counting"})
+                       eval={"data": str(toy["eval"]), "validation": str(validation), "limit": 2,
+                             "backend": "counting"})
     result = CliRunner().invoke(main, ["run", str(write_recipe(tmp_path / "r.yaml", data))])
     assert result.exit_code == 0, result.output
     run = tmp_path / "run"
-    assert '"executor": "mean"' in (run / "round-01/merge.done.json").read_text()
+    assert '"executor": "mean"' in (run / "round-01/candidate-plain/merge.done.json").read_text()
     assert (run / "baselines/subset/done.json").is_file() and (run / "eval/subset/done.json").is_file()
     called = set(CALLS)
     assert {hook for hook in HOOKS if hook not in called} == set()
     assert {kind for kind in KINDS.values() if f"{kind}:counting" not in called} == set()
-    assert (run / "eval/round-01/out/metrics.json").is_file()
+    assert (run / "eval/round-01-candidate-plain/out/metrics.json").is_file()
+    assert (run / "eval/validation/round-01-candidate-plain/out/metrics.json").is_file()
 
 
 def test_a_name_registered_twice_is_one_error(tmp_path, monkeypatch):

@@ -136,17 +136,19 @@ def test_push_revisions_hold_exactly_their_own_files(toy, tmp_path, monkeypatch,
     assert pushed.exit_code == 0, pushed.output
     repo = hub.repos["me/mot"]
     assert sorted(repo.branches) == ["main", "round-01", "round-02"]
-    round_dir = {"round-01": run_dir / "round-01/merged", "round-02": run_dir / "round-02/merged"}
-    for revision, folder in round_dir.items():
+    main_files = hub.files("me/mot", "main")
+    published = {"recipe.yaml": (run_dir / "recipe.source.yaml").read_bytes(), "data.json": main_files["data.json"]}
+    hashes = json.loads(main_files["data.json"])
+    assert {"data/brief.jsonl", "data/wordy.jsonl"} <= set(hashes), "paths as the recipe wrote them"
+    assert any(path.endswith("eval.jsonl") for path in hashes), "the eval file is content-fingerprinted too"
+    final = {"main": run_dir / "round-02/merged", "round-01": run_dir / "round-01/merged",
+             "round-02": run_dir / "round-02/merged"}
+    for revision, folder in final.items():
         files = hub.files("me/mot", revision)
-        assert files == {".gitattributes": GITATTRIBUTES, **_tree(folder)}, f"{revision}: that round's files only"
+        assert files == {".gitattributes": GITATTRIBUTES, **_tree(folder), **published}, \
+            f"{revision}: that round's model files, the recipe and the hashes, nothing else"
         assert sorted(files) == sorted(listed[revision]), "the dry run lists exactly what the revision holds"
         assert repo.history(revision)[-1].id == repo.history("main")[-1].id, "from the first commit, not main"
-    main_files = hub.files("me/mot", "main")
-    assert sorted(main_files) == sorted(listed["main"])
-    assert main_files["recipe.yaml"] == (run_dir / "recipe.source.yaml").read_bytes()
-    assert {k: v for k, v in main_files.items() if k not in ("recipe.yaml", "data.json", ".gitattributes")} \
-        == _tree(run_dir / "round-02/merged")
     second = _checked_card(run_dir / "round-02/merged/README.md")
     assert "- parent: round 1, `me/mot` revision `round-01`" in second.text
 

@@ -61,10 +61,10 @@ def _method(name: str):
         raise RecipeError(f"mot.merge.method: unknown mergekit method {name!r} (known: {known})") from None
 
 
-METHOD_FILE = "mergekit-method.json"
-"""In the run directory: what planning needs to know of the recipe's mergekit method (its base-model
-policy, how many models it merges, its parameters), recorded by `mot plan` and `mot run` so that
-planning again does not import mergekit (1-3 s: it imports torch)."""
+METHODS_FILE = "mergekit-methods.json"
+"""In the run directory: what planning needs to know of the recipe's mergekit methods (each one's
+base-model policy, how many models it merges, its parameters), recorded by `mot plan` and `mot run`
+so that planning again does not import mergekit (1-3 s: it imports torch)."""
 
 
 def _mergekit_version() -> str | None:
@@ -77,26 +77,34 @@ def _mergekit_version() -> str | None:
 def method_facts(name: str) -> dict[str, Any]:
     """The facts of mergekit method `name`, from mergekit's registry."""
     spec = _method(name).spec
-    return {"mergekit": _mergekit_version(), "method": name, "base": spec.contract.base.value,
-            "min_inputs": spec.contract.min_inputs, "max_inputs": spec.contract.max_inputs,
+    return {"base": spec.contract.base.value, "min_inputs": spec.contract.min_inputs,
+            "max_inputs": spec.contract.max_inputs,
             "parameters": {p.name: {"scope": p.scope.value, "required": p.required} for p in spec.parameters}}
 
 
+def _recorded(run_dir: Path) -> dict[str, Any]:
+    """The methods' facts recorded in `run_dir` for the installed mergekit ({} if none)."""
+    recorded = read_json(run_dir / METHODS_FILE)
+    ok = isinstance(recorded, dict) and recorded.get("mergekit") == _mergekit_version()
+    return recorded.get("methods") or {} if ok else {}
+
+
 def _facts(recipe: Recipe) -> dict[str, Any]:
-    """The recipe's method's facts: as recorded in the run directory for this mergekit, else from mergekit."""
-    recorded = read_json(recipe.run_dir / METHOD_FILE)
-    if isinstance(recorded, dict) and recorded.get("method") == recipe.mot.merge.method \
-            and recorded.get("mergekit") == _mergekit_version():
-        return recorded
-    return method_facts(recipe.mot.merge.method)
+    """The facts of the recipe's method: as recorded in its run directory, else from mergekit."""
+    return _recorded(recipe.run_dir).get(recipe.mot.merge.method) or method_facts(recipe.mot.merge.method)
 
 
 def remember_method(recipe: Recipe) -> None:
-    """Record the recipe's method's facts in its run directory (once it planned without error)."""
-    if recipe.mot.merge.executor != "mergekit" or _facts(recipe) == read_json(recipe.run_dir / METHOD_FILE):
+    """Record the facts of every mergekit method the recipe merges with (each candidate's) in its run
+    directory, once it planned without error."""
+    methods = sorted({merge.method for _, merge in recipe.merges() if merge.executor == "mergekit"})
+    recorded = _recorded(recipe.run_dir)
+    if all(method in recorded for method in methods):
         return
+    facts = {method: recorded.get(method) or method_facts(method) for method in methods}
     try:
-        write_json(check_inside(recipe.run_dir / METHOD_FILE, recipe.run_dir), _facts(recipe))
+        write_json(check_inside(recipe.run_dir / METHODS_FILE, recipe.run_dir),
+                   {"mergekit": _mergekit_version(), "methods": facts})
     except OSError:  # only a cache
         pass
 
