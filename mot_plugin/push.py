@@ -92,14 +92,15 @@ def stage(plan: Plan, repo_id: str, upload: Upload) -> Path:
 
 
 def push(plan: Plan, repo_id: str, revisions: bool, private: bool = False) -> list[Upload]:
-    """Write the cards, then upload every revision (see the module's docstring)."""
+    """Write the cards, then upload every revision (see the module's docstring) to the hub at
+    `HF_ENDPOINT` (default: huggingface.co)."""
     from huggingface_hub import CommitOperationDelete, HfApi
 
     from mot_plugin.report import collect_metrics
 
     write_cards(plan, collect_metrics(plan), repo_id if revisions else None)
     commits = uploads(plan, revisions)
-    api = HfApi()
+    api = HfApi(endpoint=os.environ.get("HF_ENDPOINT") or None)  # as `mot init --from` reads the hub
     api.create_repo(repo_id, private=private, exist_ok=True)
     first = api.list_repo_commits(repo_id)[-1].commit_id
     for commit in commits:

@@ -24,7 +24,9 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 def _run(toy, tmp_path: Path, monkeypatch, rounds: int = 2, **mot) -> Path:
     """A finished fast run (fake branches, mean merges, real evaluations and report) in tmp_path/run."""
     monkeypatch.chdir(tmp_path)
-    data = recipe_data(toy, Path("run"), rounds=rounds, **FAST, eval={"data": str(toy["eval"]), "name": "toy-sums"},
+    (tmp_path / "data").mkdir()
+    local = {**toy, **{f"teacher:{t}": Path(shutil.copy(toy[f"teacher:{t}"], "data")) for t in ("brief", "wordy")}}
+    data = recipe_data(local, Path("run"), rounds=rounds, **FAST, eval={"data": str(toy["eval"]), "name": "toy-sums"},
                        **mot)
     result = CliRunner().invoke(main, ["run", str(write_recipe(Path("r.yaml"), data))])
     assert result.exit_code == 0, result.output
@@ -111,7 +113,8 @@ def hub(monkeypatch):
     from huggingface_hub import constants
 
     stand_in = HubStandIn()
-    monkeypatch.setattr(constants, "ENDPOINT", stand_in.url)
+    monkeypatch.setenv("HF_ENDPOINT", stand_in.url)
+    monkeypatch.setattr(constants, "ENDPOINT", stand_in.url)  # HfApi() in this test
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setenv("HF_TOKEN", "hf_standin")
     yield stand_in
