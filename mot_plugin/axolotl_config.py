@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import hashlib
 import importlib
 import json
 import logging
@@ -17,13 +18,16 @@ import os
 import re
 from contextlib import contextmanager
 from functools import cache
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from pydantic import ValidationError
 
+from mot_plugin.atomic import check_inside, read_json, write_json
 from mot_plugin.recipe import SEED_DIR, Recipe, RecipeError
-from mot_plugin.steps import BranchSpec
+from mot_plugin.steps import BranchSpec, Step
 
 if TYPE_CHECKING:
     from mot_plugin.planner import Plan
@@ -109,7 +113,7 @@ def notes(recipe: Recipe) -> list[str]:
                 lines.append(f"{where}{key}: {value} is replaced by no: {SAVE_NOTE}")
             elif key in HUB_KEYS:
                 lines.append(f"{where}{key}: {value} is kept in recipe.yaml but given to no branch "
-                             f"(mot does not push the final student yet)")
+                             f"(`mot push RUN_DIR` uploads the final student)")
             elif key in PER_RUN_KEYS:
                 lines.append(f"{where}{key}: {value} is given to no branch (each branch is its own run)")
     if recipe.axolotl.get("lora_model_dir"):
@@ -245,18 +249,46 @@ def _check(recipe: Recipe, branch: BranchSpec, config: dict[str, Any], found: li
         raise RecipeError(f"{src}: Axolotl rejects the branch config of {branch.step_id}: {message}") from None
 
 
-def check_branch_configs(plan: Plan) -> list[str]:
+VALIDATED_FILE = "axolotl-validated.json"
+"""In the run directory: the branch configs Axolotl validated (by hash, with the Axolotl version), and
+the notes each gave; `mot plan` and `mot run` validate only configs not in it."""
+
+
+def _axolotl_version() -> str | None:
+    try:
+        return version("axolotl")
+    except PackageNotFoundError:
+        return None
+
+
+def check_branch_configs(plan: Plan, cache: Path | None = None,
+                         echo: Callable[[str], None] = lambda line: None) -> list[str]:
     """Validate every distinct branch config of the plan with Axolotl (typically one per teacher);
     raise RecipeError on the first problem. Returns notes: Axolotl's warnings, and unknown keys left
-    empty (harmless: Axolotl drops them)."""
-    found: list[str] = []
-    seen: set[str] = set()
+    empty (harmless: Axolotl drops them). With `cache` (a file in the run directory), configs validated
+    before by this Axolotl version are not validated again; `echo` says when Axolotl is imported."""
+    shapes: dict[str, Step] = {}
     for step in plan.steps:
-        if step.kind != "branch":
-            continue
-        shape = json.dumps({k: v for k, v in step.config.items() if k not in BRANCH_VARYING}, sort_keys=True,
-                           default=str)
-        if shape not in seen:
-            seen.add(shape)
-            _check(plan.recipe, step.spec, step.config, found)
+        if step.kind == "branch":
+            shape = json.dumps({k: v for k, v in step.config.items() if k not in BRANCH_VARYING}, sort_keys=True,
+                               default=str)
+            shapes.setdefault(hashlib.sha256(shape.encode()).hexdigest(), step)
+    axolotl_version = _axolotl_version()
+    recorded = (read_json(cache) if cache else None) or {}
+    known = recorded.get("validated", {}) if recorded.get("axolotl") == axolotl_version else {}
+    todo = [key for key in shapes if key not in known]
+    if todo:
+        echo(f"Validating {len(todo)} branch config(s) with Axolotl (importing it takes 10-30 s) ...")
+    found: list[str] = []
+    for key, step in shapes.items():
+        if key not in known:
+            known[key] = []
+            _check(plan.recipe, step.spec, step.config, known[key])
+        found += [note for note in known[key] if note not in found]
+    if cache and todo:
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            write_json(check_inside(cache, plan.recipe.run_dir), {"axolotl": axolotl_version, "validated": known})
+        except OSError:  # only a cache: a run directory that cannot be made is reported where it is used
+            pass
     return found

@@ -2,8 +2,9 @@
 
 It declares its keys through `get_input_args` (Axolotl drops undeclared keys), has the final
 weights saved in shards of `mot_shard_size`, saves small tokenized data without a spawned process
-pool, counts the non-padding tokens trained, and writes `mot_result.json` into the output directory
-once the final weights are saved. The runner reads that file; `mot status` shows it.
+pool, counts the non-padding tokens trained, records how far training got (`mot_progress.json`) and
+writes `mot_result.json` into the output directory once the final weights are saved. The runner
+reads that file; `mot status` shows it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from transformers import TrainerCallback
 
 from mot_plugin.atomic import write_json
 from mot_plugin.results import BranchResult
-from mot_plugin.steps import RESULT_FILE
+from mot_plugin.steps import PROGRESS_FILE, RESULT_FILE
 
 
 class MotBranchArgs(BaseModel):
@@ -36,20 +37,29 @@ class MotBranchArgs(BaseModel):
 
 
 class _TrainerState(TrainerCallback):
-    """Remembers the trainer's state and when training started."""
+    """Remembers the trainer's state and when training started; records how far training got
+    (`PROGRESS_FILE`, at most once a second and at the last step)."""
 
     def __init__(self):
         self.state = None
-        self.started = time.time()
+        self.started = self.recorded = time.time()
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.started = time.time()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        last = state.global_step >= state.max_steps
+        if state.is_world_process_zero and (last or time.time() - self.recorded >= PROGRESS_SECONDS):
+            write_json(Path(args.output_dir) / PROGRESS_FILE, {"step": state.global_step, "max_steps": state.max_steps})
+            self.recorded = time.time()
 
     def on_train_end(self, args, state, control, **kwargs):
         self.state = state
         self.train_seconds = time.time() - self.started
 
 
+PROGRESS_SECONDS = 1.0
+"""How often a branch records its progress, at most."""
 SMALL_DATA_BYTES = 1 << 30
 """Tokenized data smaller than this is saved in the step's own process (see `save_small_data_in_process`)."""
 

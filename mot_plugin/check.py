@@ -22,7 +22,7 @@ KINDS = {
     "tracker": "sends metrics to an experiment tracker",
     "ray": "connects to a Ray cluster",
     "url": "a URL",
-    "outside-path": "reads or writes outside the recipe's folder",
+    "outside-path": "reads or writes outside the recipe's folder and the working directory",
 }
 """Kinds of risky findings (`mot check --allow KIND`)."""
 SECTIONS = ("executes", "reads", "writes", "contacts")
@@ -64,15 +64,27 @@ def _axolotl_blocks(recipe: Recipe) -> list[tuple[str, dict]]:
                                      for i, t in enumerate(recipe.mot.teachers)]
 
 
-def _local(section: str, key: str, path: str, folder: Path) -> Finding:
+def below_working_directory(written: Any) -> bool:
+    """A path the recipe writes relative, without `..` or a hidden folder (`.ssh`): it stays below the
+    directory `mot` runs in, which the user chose."""
+    if not isinstance(written, str) or not written or written.startswith(("/", "~")):
+        return False
+    return not any(part == ".." or part.startswith(".") for part in Path(written).parts)
+
+
+def _local(section: str, key: str, path: str, folder: Path, written: dict[str, Any]) -> Finding:
     resolved = Path(path).expanduser().absolute()
     if _inside(resolved, folder):
         return Finding(section, None, key, path)
-    return Finding(section, "outside-path", key, path, f"outside {folder}")
+    if below_working_directory(written.get(key)):
+        return Finding(section, None, key, path, "below the working directory")
+    return Finding(section, "outside-path", key, path, f"outside {folder} and the working directory")
 
 
-def find(recipe: Recipe, folder: Path) -> list[Finding]:
-    """Every finding of `recipe`, whose paths are judged against `folder` (the recipe's folder)."""
+def find(recipe: Recipe, folder: Path, written: dict[str, Any] | None = None) -> list[Finding]:
+    """Every finding of `recipe`, whose paths are judged against `folder` (the recipe's folder) and,
+    for those the recipe's text (`written`: its YAML data) gives relative, the working directory."""
+    written = dict(_walk(written or {}, ""))
     mot, out = recipe.mot, []
     out += [Finding("executes", "plugin", "mot.plugins", name) for name in mot.plugins]
     for prefix, block in _axolotl_blocks(recipe):
@@ -84,7 +96,7 @@ def find(recipe: Recipe, folder: Path) -> list[Finding]:
             if block.get(key) and key != "hub_strategy":
                 out.append(Finding("contacts", "push", prefix + key, str(block[key])))
         if isinstance(block.get("deepspeed"), str):
-            out.append(_local("reads", f"{prefix}deepspeed", block["deepspeed"], folder))
+            out.append(_local("reads", f"{prefix}deepspeed", block["deepspeed"], folder, written))
     data = recipe.to_dict()
     for key, value in _walk(data, ""):
         if key.rsplit(".", 1)[-1] == "trust_remote_code" and value:
@@ -97,7 +109,7 @@ def find(recipe: Recipe, folder: Path) -> list[Finding]:
         if not value:
             continue
         if Path(value).is_absolute():
-            out.append(_local("reads", key, value, folder))
+            out.append(_local("reads", key, value, folder, written))
         elif key == "base_model" and revision:
             out.append(Finding("contacts", None, key, value, f"hub, revision {revision}"))
         else:
@@ -112,18 +124,18 @@ def find(recipe: Recipe, folder: Path) -> list[Finding]:
             if not isinstance(path, str):
                 continue
             if Path(path).is_absolute():
-                out.append(_local("reads", f"{where}.path", path, folder))
+                out.append(_local("reads", f"{where}.path", path, folder, written))
             elif entry.get("revision"):
                 out.append(Finding("contacts", None, f"{where}.path", path, f"hub dataset, revision {entry['revision']}"))
             else:
                 out.append(Finding("contacts", "hub", f"{where}.path", path, "hub dataset, no revision pinned"))
     if mot.eval:
-        out.append(_local("reads", "mot.eval.data", mot.eval.data, folder))
+        out.append(_local("reads", "mot.eval.data", mot.eval.data, folder, written))
     if mot.published:
-        out.append(_local("reads", "mot.published", mot.published, folder))
+        out.append(_local("reads", "mot.published", mot.published, folder, written))
     if recipe.validation:
-        out.append(_local("reads", "mot.eval.validation", recipe.validation, folder))
-    out.append(_local("writes", "mot.run_dir", str(recipe.run_dir), folder))
+        out.append(_local("reads", "mot.eval.validation", recipe.validation, folder, written))
+    out.append(_local("writes", "mot.run_dir", str(recipe.run_dir), folder, written))
     launch = mot.launch
     if launch.launcher == "ray":
         from mot_plugin.builtin.ray_launcher import settings_of

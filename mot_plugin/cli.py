@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import sys
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import click
 
-from mot_plugin import adapters, checkpoint_io, choices
-from mot_plugin.axolotl_config import check_branch_configs, notes
+from mot_plugin import __version__, adapters, checkpoint_io, choices
+from mot_plugin.axolotl_config import VALIDATED_FILE, check_branch_configs, notes
+from mot_plugin.builtin.mergekit_merge import remember_method
 from mot_plugin.data.cli import data
 from mot_plugin.diagnostics import summary
-from mot_plugin.errors import UserError, fail
+from mot_plugin.errors import UserError, fail, load_yaml
+from mot_plugin.hub import check_repo_id
 from mot_plugin.planner import Plan, human_bytes, plan_run, weights_bytes
 from mot_plugin.plugins import plugin_manager
 from mot_plugin.process import StepFailed
@@ -69,7 +72,10 @@ def _plans(recipe_path: str | Path, seeds: tuple[int, ...] = (), check_files: bo
         except RecipeError as err:
             raise RecipeError(_located(err, one.source)) from None
     if check_files:
-        found = [line for the_plan in plans for line in check_branch_configs(the_plan)]
+        found = [line for the_plan in plans for line in
+                 check_branch_configs(the_plan, the_plan.recipe.run_dir / VALIDATED_FILE, click.echo)]
+        for the_plan in plans:
+            remember_method(the_plan.recipe)
         for line in dict.fromkeys([*notes(plans[0].recipe), *found]):
             click.echo(f"note: {line}")
     return plans, pm
@@ -125,6 +131,7 @@ STRICT_OPTION = click.option(
 
 
 @click.group(cls=_Refusing, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", "-V", prog_name="mot (mot-plugin)")
 def main() -> None:
     """Merge-of-Thought distillation: per-teacher Axolotl branches merged with mergekit, round after round."""
 
@@ -135,11 +142,14 @@ def main() -> None:
 @click.option("--preview", is_flag=True,
               help="Plan without the data and models present, marking each missing input; imports none of the "
                    "recipe's mot.plugins and writes nothing.")
+@click.option("--tokens-per-second", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Training throughput of one branch, to estimate its time before any step of the run has "
+                   "finished (afterwards the run's own steps are used).")
 @STRICT_OPTION
-def plan(recipe: str, seeds: tuple[int, ...], preview: bool, strict: bool) -> None:
+def plan(recipe: str, seeds: tuple[int, ...], preview: bool, tokens_per_second: float | None, strict: bool) -> None:
     """Validate RECIPE, write every config file of the run, and print the plan. Runs nothing."""
     if preview:
-        _preview(recipe)
+        _preview(recipe, tokens_per_second)
         return
     plans, pm = _plans(recipe, seeds, strict=strict)
     for the_plan in plans:
@@ -148,12 +158,12 @@ def plan(recipe: str, seeds: tuple[int, ...], preview: bool, strict: bool) -> No
         with run_lock(the_plan.recipe.run_dir):  # never rewrite the configs of a running run
             write_configs(the_plan)
     for the_plan in plans:
-        _print_plan(the_plan, collect(pm.hook))
+        _print_plan(the_plan, collect(pm.hook), tokens_per_second)
     click.echo(f"Wrote {sum(len(p.steps) for p in plans)} step configs and recipe.yaml; nothing was run. "
                f"Next: {_run_command(recipe, seeds)}")
 
 
-def _preview(recipe_path: str) -> None:
+def _preview(recipe_path: str, tokens_per_second: float | None = None) -> None:
     """`mot plan --preview`: the plan of a recipe whose inputs may not be here yet."""
     from mot_plugin.inputs import recipe_inputs
 
@@ -172,7 +182,7 @@ def _preview(recipe_path: str) -> None:
             message += (f" (--preview imports none of mot.plugins: {', '.join(recipe.mot.plugins)}; "
                         f"`mot check {recipe_path}` lists what they are, `mot plan {recipe_path}` imports them)")
         fail(message, 2)
-    _print_plan(the_plan, collect(pm.hook))
+    _print_plan(the_plan, collect(pm.hook), tokens_per_second)
     for line in notes:
         click.echo(line)
     click.echo("Inputs:")
@@ -188,9 +198,13 @@ def _preview(recipe_path: str) -> None:
                f"`mot plan {recipe_path}`.")
 
 
-def _print_plan(the_plan: Plan, registry: Registry) -> None:
-    mot = the_plan.recipe.mot
-    click.echo(f"Plan for {the_plan.recipe.run_dir}")
+def _print_plan(the_plan: Plan, registry: Registry, tokens_per_second: float | None = None) -> None:
+    """The plan: its size, every step (state, config path relative to the run directory), disk, I/O,
+    time, the merge candidates and the launcher's own lines."""
+    from mot_plugin import eta
+
+    mot, run_dir = the_plan.recipe.mot, the_plan.recipe.run_dir
+    click.echo(f"Plan for {run_dir} (step configs below are relative to it)")
     merge = (f"{len(mot.merge.candidates)} candidates" if mot.merge.candidates
              else f"{mot.merge.method} ({mot.merge.executor})")
     click.echo(f"  {len(mot.teachers)} teachers x {mot.rounds} rounds x {mot.steps_per_round} steps = "
@@ -200,9 +214,9 @@ def _print_plan(the_plan: Plan, registry: Registry) -> None:
         click.echo(f"  {line}")
     width = max(32, *(len(step.id) for step in the_plan.steps))
     for step in the_plan.steps:
-        click.echo(f"  {step.id:<{width}} {step_state(step):<8} {step.config_path}")
+        click.echo(f"  {step.id:<{width}} {step_state(step):<8} {step.config_path.relative_to(run_dir)}")
     click.echo(f"  disk: {_disk(the_plan)}")
-    for line in checkpoint_io.describe(the_plan):
+    for line in checkpoint_io.describe(the_plan) + eta.describe(the_plan, tokens_per_second):
         click.echo(f"  {line}")
     launcher, settings = registry.launcher(the_plan.recipe)
     if launcher.describe is not None:
@@ -328,9 +342,20 @@ def eval_(model: str, data: str, samples: int, temperature: float, max_new_token
 
 @main.command()
 @click.argument("run_dir", type=click.Path(file_okay=False))
-def status(run_dir: str) -> None:
+@click.option("--json", "as_json", is_flag=True, help="One JSON object: every step's state, result and log, and "
+                                                      "the estimated seconds left.")
+def status(run_dir: str, as_json: bool) -> None:
     """What is done, running, failed or pending in RUN_DIR, with each step's result and log."""
-    rows = status_rows(_run_dir_plan(run_dir))
+    from mot_plugin import eta
+
+    the_plan = _run_dir_plan(run_dir)
+    rows = status_rows(the_plan)
+    if as_json:
+        steps = [{**asdict(row), "result": row.result.model_dump(mode="json") if row.result else None}
+                 for row in rows]
+        click.echo(json.dumps({"run_dir": str(the_plan.recipe.run_dir), "steps": steps,
+                               "seconds_left": eta.remaining(the_plan)}, indent=2))
+        return
     width = max(32, *(len(row.step) for row in rows))
     for row in rows:
         parts = [f"{row.step:<{width}} {row.state:<8}"]
@@ -442,7 +467,7 @@ def _init_from_published(directory: Path, source: str, allowed: tuple[str, ...],
     try:
         with chdir(directory):  # judged as `mot` reads it: from DIRECTORY
             recipe = parse_recipe(yaml.safe_load(text), source=f"{shared.source}/recipe.yaml")
-            bad = _show_findings(checks.find(recipe, Path.cwd()), allowed)
+            bad = _show_findings(checks.find(recipe, Path.cwd(), yaml.safe_load(text)), allowed)
             if bad:
                 _refuse_risky(bad, f"mot init {directory} --from {source}", 3)
             write_text(Path(target.name), text)
@@ -509,7 +534,8 @@ def check(recipe: str, allowed: tuple[str, ...]) -> None:
 
     _known_kinds(allowed)
     loaded = load_recipe(recipe, check_files=False)
-    bad = _show_findings(checks.find(loaded, Path(recipe).absolute().parent), allowed, checks.job_script(loaded))
+    findings = checks.find(loaded, Path(recipe).absolute().parent, load_yaml(Path(recipe), RecipeError))
+    bad = _show_findings(findings, allowed, checks.job_script(loaded))
     if bad:
         _refuse_risky(bad, f"mot check {recipe}", 3)
     click.echo("Nothing risky found.")
@@ -531,6 +557,10 @@ def push(run_dir: str, repo_id: str | None, revisions: bool, private: bool, dry_
     private = private or bool(the_plan.recipe.axolotl.get("hub_private_repo"))
     if not repo_id:
         raise UserError(f"{run_dir}: give REPO_ID (the recipe sets no hub_model_id)")
+    try:
+        check_repo_id(repo_id)
+    except ValueError as err:
+        raise UserError(f"REPO_ID: {err}") from None
     commits = pushing.uploads(the_plan, revisions)
     if dry_run:
         for line in pushing.describe(commits, repo_id):

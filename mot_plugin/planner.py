@@ -255,7 +255,7 @@ class _Planner:
         spec = EvalSpec(step_id=f"eval/{where}{name}", round=round_, name=name, role=role, teacher=teacher,
                         model=str(model.output_dir) if model else self.recipe.student, output_dir=directory / "out",
                         split=split, candidate=candidate)
-        config = {"model": spec.model, **settings.model_dump(mode="json", exclude={"branches", "validation"})}
+        config = {"model": spec.model, **settings.model_dump(mode="json", exclude={"branches", "validation", "name"})}
         if split == "validation":
             config["data"] = settings.validation
         if self.recipe.mot.plugins:  # `python -m mot_plugin.evaluate` finds their eval backends

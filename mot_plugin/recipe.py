@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mot_plugin.errors import CONTROL, UserError, load_yaml
+from mot_plugin.hub import check_repo_id, license_id
 from mot_plugin.jsonl import read_jsonl
 
 
@@ -167,6 +168,8 @@ class Eval(_Section):
     backend: Name = "transformers"
     """A registered eval backend: `transformers` (tested here, CPU or GPU), `vllm` (when installed),
     or a plugin's."""
+    name: Line | None = None
+    """How the model cards name the evaluation set (default: the file's name without its extension)."""
     branches: bool = False
     """Also evaluate every MoT round's branches (before their weights are deleted), so the report
     can show each merge's gain over its branches."""
@@ -236,6 +239,22 @@ class MotConfig(_Strict):
     published: Line | None = None
     """The input hashes of the shared run this recipe was started from (`mot init --from` writes
     `NAME.published.json`): `mot plan` and `mot run` compare every input with them."""
+    student_hub_id: str | None = None
+    """The hub id a local student was made from: the model cards' `base_model` (a hub `base_model`
+    needs none)."""
+    license: str | None = None
+    """The license of the models mot writes (their cards' `license`): a hub license id or an SPDX id;
+    default: the student's (its card's, or what `mot student-from-gguf` recorded)."""
+
+    @field_validator("student_hub_id")
+    @classmethod
+    def _repo_id(cls, value: str | None) -> str | None:
+        return None if value is None else check_repo_id(value)
+
+    @field_validator("license")
+    @classmethod
+    def _license(cls, value: str | None) -> str | None:
+        return None if value is None else license_id(value)
 
     @field_validator("teachers")
     @classmethod

@@ -1,4 +1,5 @@
-"""Metrics of a run, read from its step markers, and the files of its report.
+"""Metrics of a run, read from its step markers, and the files of its report (input paths shown as
+the recipe wrote them, run paths relative to the run directory: `card.Paths`).
 
 Everything is read from the step markers (and the evaluations' `samples.jsonl`) of one or more run
 directories; several runs of one recipe with different seeds are combined as mean ± std. The
@@ -14,7 +15,7 @@ from typing import Any
 
 from mot_plugin import choices
 from mot_plugin.atomic import read_json, write_json, write_text
-from mot_plugin.card import write_cards
+from mot_plugin.card import Paths, write_cards
 from mot_plugin.jsonl import read_jsonl
 from mot_plugin.planner import Plan
 from mot_plugin.report_md import render_markdown
@@ -300,7 +301,7 @@ def write_report(plans: list[Plan], out_dir: Path | None = None) -> Path:
     if out not in run_dirs:
         write_json(out / "metrics.json", combined)
     plot = PLOT if render_plot(combined, out / PLOT) else None
-    write_text(out / "report.md", render_markdown(combined, plot))
+    write_text(out / "report.md", render_markdown(Paths(plans[0]).metrics(combined), plot))
     for plan, run_metrics in zip(plans, metrics):
         write_cards(plan, run_metrics)
         choices.record_test_scores(plan, run_metrics)

@@ -10,6 +10,8 @@ from typing import Any
 from mot_plugin.choices import RULES, selected_round
 
 SIGNIFICANCE = 0.05
+LOSS = ".4f"
+"""Every train loss, in every table: 4 decimals."""
 
 
 def _cell(value: Any) -> str:
@@ -85,8 +87,9 @@ def _rounds(metrics: dict[str, Any]) -> list[str]:
     lines += _table([
         "round", accuracy, "unextracted", "mean response tokens", "mean final train loss",
         "branch-steps (cumulative)", "tokens trained (cumulative)", "wall s (round)"], [
-        [r["round"], _acc(r), _cell(r["unextracted"]), _cell(r["mean_response_tokens"]), _cell(r["train_loss"]),
-         r["cumulative_branch_steps"], r["cumulative_tokens_trained"], r["seconds"]] for r in metrics["mot"]])
+        [r["round"], _acc(r), _cell(r["unextracted"]), _number(r["mean_response_tokens"], ".1f"),
+         _number(r["train_loss"], LOSS), r["cumulative_branch_steps"], r["cumulative_tokens_trained"],
+         _number(r["seconds"], ".1f")] for r in metrics["mot"]])
     return lines + _merge_gains(metrics, sliced=False)
 
 
@@ -126,8 +129,9 @@ def _baselines(metrics: dict[str, Any]) -> list[str]:
         lines += ["", "## Baselines", ""]
         lines += _table(["baseline", accuracy, "unextracted", "mean final train loss", "branch-steps",
                          "tokens trained", "wall s"],
-                        [[name, _acc(row), _cell(row["unextracted"]), _cell(row["train_loss"]), row["branch_steps"],
-                          row["tokens_trained"], row["seconds"]] for name, row in metrics["baselines"].items()])
+                        [[name, _acc(row), _cell(row["unextracted"]), _number(row["train_loss"], LOSS),
+                          row["branch_steps"], row["tokens_trained"], _number(row["seconds"], ".1f")]
+                         for name, row in metrics["baselines"].items()])
     paired = metrics.get("paired") or []
     if paired:
         majority = (" With several samples per problem, a problem counts as right when most of its samples are "
@@ -237,7 +241,7 @@ def _training(metrics: dict[str, Any]) -> list[str]:
     return ["", "## Training, branch by branch", ""] + _with_run(
         ["round", "branch", "steps", "final train loss", "tokens trained"], rows, lambda b: [
             "baseline" if b["baseline"] else b["round"], b["name"], _cell(b["steps"]),
-            _number(b["final_train_loss"], ".4f"), _cell(b["tokens_trained"])])
+            _number(b["final_train_loss"], LOSS), _cell(b["tokens_trained"])])
 
 
 def _bounds(entry: dict) -> tuple[float, float] | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import json
 import os
 import re
 from contextlib import contextmanager
@@ -17,14 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from mot_plugin.atomic import check_inside, read_json, remove_tree, write_json, write_text
+from mot_plugin.atomic import check_inside, read_json, remove_tree, write_text
 from mot_plugin.datahash import HASHES_FILE
 from mot_plugin.environment import ENVIRONMENT_FILE
 from mot_plugin.errors import UserError
 from mot_plugin.planner import Plan
 from mot_plugin.recipe import dump_yaml
 from mot_plugin.results import StepResult, parse_result
-from mot_plugin.steps import Step
+from mot_plugin.steps import PROGRESS_FILE, Step
 
 LOCK_FILE = ".lock"
 RECIPE_FILE = "recipe.yaml"
@@ -37,7 +38,7 @@ DIAGNOSTICS_FILE = "diagnostics.json"
 """A merge's diagnostics, next to its config (`round-01/diagnostics.json`)."""
 
 PROGRESS = re.compile(rb"(\d+)/(\d+) \[")
-"""A progress bar's `done/total [` in a step's log."""
+"""A progress bar's `done/total [` in the log of a step that is not a branch (a merge, an evaluation)."""
 
 
 class RunLocked(UserError):
@@ -57,18 +58,28 @@ def check_paths(plan: Plan) -> None:
 
 def write_configs(plan: Plan) -> None:
     """Write the resolved recipe, the training files' hashes and every step's config file
-    (what `mot plan` leaves behind; call it holding `run_lock`)."""
+    (what `mot plan` leaves behind; call it holding `run_lock`). A file that already holds the same
+    text is left as it is (planning an unchanged recipe again writes nothing)."""
     check_paths(plan)
     recipe = plan.recipe.to_dict()
     recipe["mot"]["run_dir"] = "."  # the run directory is wherever this file is: `mot status DIR` reads DIR
-    write_text(plan.recipe.run_dir / RECIPE_FILE, RECIPE_HEADER + dump_yaml(recipe))
+    _write_changed(plan.recipe.run_dir / RECIPE_FILE, RECIPE_HEADER + dump_yaml(recipe))
     source = Path(plan.recipe.source)
     if source.is_file() and source.absolute() != (plan.recipe.run_dir / RECIPE_FILE).absolute():
-        write_text(plan.recipe.run_dir / SOURCE_FILE, source.read_text())
-    write_json(plan.recipe.run_dir / HASHES_FILE, plan.data_hashes)
+        _write_changed(plan.recipe.run_dir / SOURCE_FILE, source.read_text())
+    _write_changed(plan.recipe.run_dir / HASHES_FILE, json.dumps(plan.data_hashes, indent=2, default=str))
     for step in plan.steps:
         header = f"# {step.id}: written by mot from {plan.recipe.source}; edit the recipe, not this file.\n"
-        write_text(step.config_path, header + dump_yaml(step.config))
+        _write_changed(step.config_path, header + dump_yaml(step.config))
+
+
+def _write_changed(path: Path, text: str) -> None:
+    try:
+        if path.read_text() == text:
+            return
+    except (FileNotFoundError, UnicodeDecodeError, IsADirectoryError):
+        pass
+    write_text(path, text)
 
 
 def config_digest(step: Step) -> str | None:
@@ -188,18 +199,22 @@ def status_rows(plan: Plan) -> list[StepStatus]:
         rows.append(StepStatus(
             step=step.id, state=state, seconds=(marker or {}).get("seconds"), result=read_result(step, marker),
             error=failed.get("error"), log=str(step.log_path), where=read_json(step.where_path) or {},
-            progress=last_progress(step.log_path) if state == "running" else None,
+            progress=last_progress(step) if state == "running" else None,
             pruned=({"branch": "merge", "merge": "the choice"}[step.kind]
                     if state == "done" and (step.kind == "branch" or plan.prunable(step)) and not step.output_dir.exists()
                     else None)))
     return rows
 
 
-def last_progress(log_path: Path) -> tuple[int, int] | None:
-    """The last `done/total [` progress bar count in a log, if any."""
+def last_progress(step: Step) -> tuple[int, int] | None:
+    """How far a running step got: a branch's optimizer steps as its trainer recorded them
+    (`PROGRESS_FILE`); another step's last `done/total [` progress bar count in its log."""
+    if step.kind == "branch":
+        recorded = read_json(step.output_dir / PROGRESS_FILE)
+        return (recorded["step"], recorded["max_steps"]) if isinstance(recorded, dict) else None
     try:
-        with log_path.open("rb") as log:
-            log.seek(max(0, log_path.stat().st_size - 4096))
+        with step.log_path.open("rb") as log:
+            log.seek(max(0, step.log_path.stat().st_size - 4096))
             found = PROGRESS.findall(log.read())
     except FileNotFoundError:
         return None

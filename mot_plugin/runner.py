@@ -21,6 +21,7 @@ import pluggy
 from mot_plugin.atomic import fsync_tree, remove_tree, write_json
 from mot_plugin.diagnostics import merge_diagnostics
 from mot_plugin.environment import ENVIRONMENT_FILE, environment
+from mot_plugin.eta import eta_line
 from mot_plugin.planner import Plan, human_bytes, weights_bytes
 from mot_plugin.process import StepFailed
 from mot_plugin.rundir import (CURRENT_FILE, check_paths, clear_step, config_digest, diagnostics_path,
@@ -173,6 +174,9 @@ class _Scheduler:
         self.unfinished.discard(step.id)
         brief = result.brief()
         self.echo(f"{self.number[step.id]}: done in {seconds:.1f}s{', ' + brief if brief else ''}")
+        eta = eta_line(self.plan)
+        if eta:
+            self.echo(f"    {eta}")
         for warning in (getattr(result, "diagnostics", None) or {}).get("warnings", []):
             self.echo(f"    {step.id}: warning: {warning}")
         if step.ends_round:  # the round's evaluations on the test set may come at the end of the run
@@ -218,7 +222,7 @@ def _progress(step: Step, echo: Callable[[str], None], started: float) -> Iterat
     def watch() -> None:
         last = None
         while not stop.wait(PROGRESS_SECONDS):
-            progress = last_progress(step.log_path)
+            progress = last_progress(step)
             if progress and progress != last:
                 last = progress
                 echo(f"    {step.id}: {progress[0]}/{progress[1]}, {time.time() - started:.0f}s")

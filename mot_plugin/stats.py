@@ -1,8 +1,6 @@
-"""Small-sample statistics for accuracies: Wilson intervals and McNemar's exact test (pure Python)."""
+"""Small-sample statistics for accuracies: Wilson intervals and McNemar's exact test (scipy.stats)."""
 
 from __future__ import annotations
-
-import math
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
@@ -11,12 +9,10 @@ def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float,
         raise ValueError(f"successes must be between 0 and n, got {successes} of {n}")
     if n == 0:
         return 0.0, 1.0
-    p = successes / n
-    denominator = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denominator
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
-    low = 0.0 if successes == 0 else max(0.0, centre - half)
-    return low, 1.0 if successes == n else min(1.0, centre + half)
+    from scipy.stats import binomtest, norm
+
+    ci = binomtest(successes, n).proportion_ci(confidence_level=2 * norm.cdf(z) - 1, method="wilson")
+    return (0.0 if successes == 0 else max(0.0, ci.low)), (1.0 if successes == n else min(1.0, ci.high))
 
 
 def mcnemar_exact(b: int, c: int) -> float:
@@ -24,9 +20,11 @@ def mcnemar_exact(b: int, c: int) -> float:
     min(b, c) successes in b + c trials at p = 1/2); 1.0 when b = c = 0."""
     if b < 0 or c < 0:
         raise ValueError(f"discordant counts must be non-negative, got {b} and {c}")
-    n = b + c
-    tail = sum(math.comb(n, i) for i in range(min(b, c) + 1))
-    return min(1.0, 2 * tail / 2**n)
+    if b + c == 0:
+        return 1.0
+    from scipy.stats import binomtest
+
+    return min(1.0, binomtest(min(b, c), b + c, 0.5).pvalue)
 
 
 def paired_counts(a: list[bool], b: list[bool]) -> tuple[int, int, int, int]:

@@ -11,6 +11,9 @@ from mot_plugin.recipe import Teacher
 
 RESULT_FILE = "mot_result.json"
 """Written into a branch's output directory by the in-branch Axolotl plugin."""
+PROGRESS_FILE = "mot_progress.json"
+"""Written into a branch's output directory while it trains (`{"step": 12, "max_steps": 50}`), by a
+TrainerCallback of the in-branch plugin: what `mot status` and `mot run` show of a running branch."""
 
 
 @dataclass(frozen=True)

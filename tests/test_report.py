@@ -221,7 +221,7 @@ def test_accuracy_paired_tests_and_merge_gain_by_slice(toy, tmp_path):
 
     card = (plan.recipe.run_dir / "round-01/merged/README.md").read_text()
     assert "## Accuracy by slice" in card and f"| {first} | 3 | 0.6667 | 100 | 65.0% (kept 50.0%, skill 80.0%) |" in card
-    assert "name: accuracy on skill, round 1" in card and "value: 0.5" in card
+    assert "name: accuracy on skill" in card and "value: 0.5" in card
 
 
 def test_no_tags_no_slices(toy, tmp_path):

@@ -60,3 +60,22 @@ def test_paired_counts():
     assert paired_counts(a, b) == (1, 2, 1, 1)
     with pytest.raises(ValueError):
         paired_counts([True], [])
+
+
+def _closed_wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """The closed formula mot used before scipy.stats computed it."""
+    p, z2 = k / n, z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return (0.0 if k == 0 else max(0.0, centre - half)), (1.0 if k == n else min(1.0, centre + half))
+
+
+def test_scipy_gives_the_numbers_of_the_closed_formulas():
+    for n in range(1, 61):
+        for k in range(n + 1):
+            assert wilson_interval(k, n) == pytest.approx(_closed_wilson(k, n), abs=1e-12), (k, n)
+    for b in range(25):
+        for c in range(25):
+            if b + c:
+                exact = min(1.0, 2 * sum(math.comb(b + c, i) for i in range(min(b, c) + 1)) / 2 ** (b + c))
+                assert mcnemar_exact(b, c) == pytest.approx(exact, abs=1e-12), (b, c)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from click.testing import CliRunner
 
@@ -41,6 +43,9 @@ def test_checkpoint_generates_as_the_gguf(tmp_path):
     assert model.dtype == torch.float32
     assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr(), "tied embeddings"
     assert (tok.eos_token, tok.pad_token) == ("<|im_end|>", "<|im_end|>")
+    assert json.loads((out / "mot_student.json").read_text()) == {
+        "gguf": "SmolLM2-135M-Instruct.Q4_1.gguf", "hub_id": "HuggingFaceTB/SmolLM2-135M-Instruct",
+        "license": "apache-2.0"}, "what the model cards' base_model and license come from"
 
     gguf_model, gguf_tok = student.load_gguf(student.shipped_gguf())
     chat = [{"role": "user", "content": "What is the capital of France?"}]

@@ -23,10 +23,11 @@ import shutil
 import sys
 import threading
 from functools import cache
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from mot_plugin.atomic import remove_tree
+from mot_plugin.atomic import check_inside, read_json, remove_tree, write_json
 from mot_plugin.hookspecs import hookimpl
 from mot_plugin.process import python_command, run_logged, warm_dir
 from mot_plugin.recipe import Recipe, RecipeError
@@ -60,12 +61,60 @@ def _method(name: str):
         raise RecipeError(f"mot.merge.method: unknown mergekit method {name!r} (known: {known})") from None
 
 
+METHODS_FILE = "mergekit-methods.json"
+"""In the run directory: what planning needs to know of the recipe's mergekit methods (each one's
+base-model policy, how many models it merges, its parameters), recorded by `mot plan` and `mot run`
+so that planning again does not import mergekit (1-3 s: it imports torch)."""
+
+
+def _mergekit_version() -> str | None:
+    try:
+        return version("mergekit")
+    except PackageNotFoundError:
+        return None
+
+
+def method_facts(name: str) -> dict[str, Any]:
+    """The facts of mergekit method `name`, from mergekit's registry."""
+    spec = _method(name).spec
+    return {"base": spec.contract.base.value, "min_inputs": spec.contract.min_inputs,
+            "max_inputs": spec.contract.max_inputs,
+            "parameters": {p.name: {"scope": p.scope.value, "required": p.required} for p in spec.parameters}}
+
+
+def _recorded(run_dir: Path) -> dict[str, Any]:
+    """The methods' facts recorded in `run_dir` for the installed mergekit ({} if none)."""
+    recorded = read_json(run_dir / METHODS_FILE)
+    ok = isinstance(recorded, dict) and recorded.get("mergekit") == _mergekit_version()
+    return recorded.get("methods") or {} if ok else {}
+
+
+def _facts(recipe: Recipe) -> dict[str, Any]:
+    """The facts of the recipe's method: as recorded in its run directory, else from mergekit."""
+    return _recorded(recipe.run_dir).get(recipe.mot.merge.method) or method_facts(recipe.mot.merge.method)
+
+
+def remember_method(recipe: Recipe) -> None:
+    """Record the facts of every mergekit method the recipe merges with (each candidate's) in its run
+    directory, once it planned without error."""
+    methods = sorted({merge.method for _, merge in recipe.merges() if merge.executor == "mergekit"})
+    recorded = _recorded(recipe.run_dir)
+    if all(method in recorded for method in methods):
+        return
+    facts = {method: recorded.get(method) or method_facts(method) for method in methods}
+    try:
+        write_json(check_inside(recipe.run_dir / METHODS_FILE, recipe.run_dir),
+                   {"mergekit": _mergekit_version(), "methods": facts})
+    except OSError:  # only a cache
+        pass
+
+
 def uses_base_model(recipe: Recipe) -> bool:
     """Whether the round's student is mergekit's `base_model` (resolves `base_model: auto`)."""
     choice = recipe.mot.merge.base_model
     if choice != "auto":
         return choice == "student"
-    return _method(recipe.mot.merge.method).spec.contract.base.value == "required"
+    return _facts(recipe)["base"] == "required"
 
 
 @hookimpl
@@ -76,50 +125,47 @@ def mot_register(register) -> None:
 def check_merge(recipe: Recipe, settings: Any = None) -> None:
     """Method, parameters, per-teacher parameters and the number of inputs, as mergekit sees them."""
     merge = recipe.mot.merge
-    spec = _method(merge.method).spec
+    facts = _facts(recipe)
     for key, path in (("base_model", recipe.student), ("mot.run_dir", str(recipe.run_dir))):
         if "+" in path or "@" in path:
             raise RecipeError(f"{key}: {path} holds '+' or '@', which mergekit reads as an adapter or a revision")
     if recipe.adapter and merge.method not in ADAPTER_METHODS:
         raise RecipeError(f"mot.merge.method: {merge.method} cannot merge {recipe.adapter} adapter branches "
                           f"(methods that can: {', '.join(ADAPTER_METHODS)})")
-    params = {p.name: p for p in spec.parameters}
-    known = ", ".join(params) or "none"
-    policy = spec.contract.base.value
+    params = facts["parameters"]
+    policy = facts["base"]
     if merge.base_model == "student" and policy == "forbidden":
         raise RecipeError(f"mot.merge.base_model: {merge.method} takes no base model")
     if merge.base_model == "none" and policy == "required":
         raise RecipeError(f"mot.merge.base_model: {merge.method} needs a base model (use student or auto)")
     for name, value in merge.parameters.items():
-        _check_value(params, name, value, f"mot.merge.parameters.{name}", merge.method, known)
+        _check_value(params, name, value, f"mot.merge.parameters.{name}", merge.method)
     for i, teacher in enumerate(recipe.mot.teachers):
         for name, value in teacher.merge_parameters.items():
             key = f"mot.teachers.{i}.merge_parameters.{name}"
             if name == "weight":
                 raise RecipeError(f"{key}: set mot.teachers.{i}.weight instead")
-            _check_value(params, name, value, key, merge.method, known)
-            if params[name].scope.value == "shared":
+            _check_value(params, name, value, key, merge.method)
+            if params[name]["scope"] == "shared":
                 raise RecipeError(f"{key}: a global parameter of {merge.method}; set it in mot.merge.parameters")
         if teacher.weight != 1.0 and "weight" not in params:
             raise RecipeError(f"mot.teachers.{i}.weight: {merge.method} takes no weights")
     for name, param in params.items():
-        if param.required and param.scope.value == "shared" and name not in merge.parameters:
+        if param["required"] and param["scope"] == "shared" and name not in merge.parameters:
             raise RecipeError(f"mot.merge.parameters.{name}: required by {merge.method}")
     inputs = len(recipe.mot.teachers) + uses_base_model(recipe)
-    contract = spec.contract
-    if inputs < contract.min_inputs or (contract.max_inputs is not None and inputs > contract.max_inputs):
-        most = contract.max_inputs if contract.max_inputs is not None else "any"
-        raise RecipeError(
-            f"mot.teachers: {merge.method} merges {contract.min_inputs} to {most} models, "
-            f"this recipe gives it {inputs}"
-        )
+    low, high = facts["min_inputs"], facts["max_inputs"]
+    if inputs < low or (high is not None and inputs > high):
+        raise RecipeError(f"mot.teachers: {merge.method} merges {low} to {high if high is not None else 'any'} "
+                          f"models, this recipe gives it {inputs}")
 
 
-def _check_value(params: dict, name: str, value: Any, key: str, method: str, known: str) -> None:
+def _check_value(params: dict, name: str, value: Any, key: str, method: str) -> None:
     if name not in params:
-        raise RecipeError(f"{key}: not a parameter of {method} (known: {known})")
+        raise RecipeError(f"{key}: not a parameter of {method} (known: {', '.join(params) or 'none'})")
+    parameter = next(p for p in _method(method).spec.parameters if p.name == name)
     try:
-        params[name].validate(value)
+        parameter.validate(value)
     except Exception as err:  # pydantic's ValidationError, one line of it
         raise RecipeError(f"{key}: invalid value {value!r} ({str(err).splitlines()[-1].strip()})") from None
     low, high = RANGES.get(name, (None, None))
@@ -135,7 +181,7 @@ def merge_config(recipe: Recipe, merge: MergeSpec, settings: Any = None) -> dict
     """A plain mergekit YAML: `mergekit-yaml merge.yaml OUT` reproduces the merge as it is (adapter
     branches, as `student+adapter` references, also need `--lora-merge-cache DIR`)."""
     settings = recipe.mot.merge
-    weighted = "weight" in {p.name for p in _method(settings.method).spec.parameters}
+    weighted = "weight" in _facts(recipe)["parameters"]
     models = []
     for branch in merge.branches:
         parameters = dict(branch.teacher.merge_parameters)
