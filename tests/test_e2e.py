@@ -49,10 +49,8 @@ def reference(toy, tmp_path_factory) -> Path:
     """An uninterrupted run: 2 teachers x 2 rounds x 3 steps, branch weights kept for the checks."""
     tmp = tmp_path_factory.mktemp("reference")
     recipe = write_recipe(tmp / "recipe.yaml", recipe_data(toy, tmp / "run", keep_branches=True))
-    started = time.monotonic()
     result = mot("run", str(recipe), cwd=tmp)
     assert result.returncode == 0, result.stdout + result.stderr
-    (tmp / "wall_s").write_text(f"{time.monotonic() - started:.1f}")
     return tmp / "run"
 
 
@@ -381,27 +379,31 @@ def test_seeds_with_branch_evaluations(toy, tmp_path):
 def test_resume_after_several_random_kills(toy, tmp_path, reference):
     """Three SIGKILLs of the whole process group at random moments of one run, then `mot run` to the
     end: the final student is bitwise the uninterrupted run's (the seed of the moments is in the message).
-    The moments fall within the first 80% of the uninterrupted run's wall time on this machine, so the
-    first kill always lands before the run could finish."""
+    A moment is "after N finished steps, plus a random delay under 1.5 s", with N drawn below the number
+    of steps less one, so the first kill lands before the run can finish on any machine."""
     import random
 
+    def finished(run_dir: Path) -> int:
+        return sum(1 for _ in run_dir.rglob("*done.json")) if run_dir.exists() else 0
+
     seed = random.randrange(1 << 30)
-    wall_s = float((reference.parent / "wall_s").read_text())
-    moments = random.Random(seed).sample(range(2, max(5, int(0.8 * wall_s))), 3)
+    rng = random.Random(seed)
+    moments = [(after, round(rng.uniform(0, 1.5), 2)) for after in sorted(rng.sample(range(finished(reference) - 1), 3))]
     run = tmp_path / "run"
     recipe = write_recipe(tmp_path / "recipe.yaml", recipe_data(toy, run))
     killed = []
-    for moment in moments:
+    for after, delay in moments:
         proc = subprocess.Popen([sys.executable, "-m", "mot_plugin.cli", "run", str(recipe)], cwd=tmp_path,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        try:
-            proc.wait(timeout=moment)
+        while proc.poll() is None and finished(run) < after:
+            time.sleep(0.05)
+        time.sleep(delay)
+        if proc.poll() is not None:
             break  # finished before this moment
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            killed.append(moment)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        killed.append((after, delay))
     assert killed, f"the run was never interrupted (seed {seed}, moments {moments})"
     result = mot("run", str(recipe), cwd=tmp_path)
-    assert result.returncode == 0, f"seed {seed}, killed after {killed} s: {result.stdout + result.stderr}"
+    assert result.returncode == 0, f"seed {seed}, kills (after N steps, delay s) {killed}: {result.stdout + result.stderr}"
     assert_same_weights(run / "round-02/merged", reference / "round-02/merged")
