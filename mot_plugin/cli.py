@@ -8,16 +8,18 @@ import click
 from mot_plugin import __version__
 from mot_plugin.commands import planning, runs, setup
 from mot_plugin.data.cli import data
-from mot_plugin.errors import UserError, fail
+from mot_plugin.errors import StepFailed, UserError, fail
 
 
 class _Refusing(click.Group):
-    """The one place bad input is reported: a `UserError` or a usage error from any command becomes
-    `mot: error: <message>` (one line) and exit code 2."""
+    """The one place errors are reported: a `UserError` or a usage error from any command becomes
+    `mot: error: <message>` (one line) and exit code 2; a `StepFailed` the same line and exit code 1."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
+        except StepFailed as err:
+            fail(str(err), 1)
         except UserError as err:
             fail(str(err), 2)
         except click.UsageError as err:

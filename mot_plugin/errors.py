@@ -1,8 +1,9 @@
-"""The one error type of bad input, and reading the user's files without a traceback.
+"""The error types `mot` reports, and reading the user's files without a traceback.
 
 Every bad input raises a `UserError` (or a subclass: `RecipeError`, `DataError`, `EvalError` ...)
-whose message is one line naming the file, key or line at fault; the `mot` command prints it as
-`mot: error: <message>` and exits 2.
+whose message is one line naming the file, key or line at fault; a step of a run that fails raises
+`StepFailed`. The `mot` command prints either as `mot: error: <message>` and exits 2 (bad input) or
+1 (a failed step).
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 class UserError(ValueError):
     """Bad input: a one-line message naming the file, key or line at fault."""
+
+
+class StepFailed(RuntimeError):
+    """A step of a run failed; the message is one line that names its log."""
 
 
 def fail(message: str, code: int = 2) -> NoReturn:

@@ -9,7 +9,7 @@ import click
 
 from mot_plugin import adapters, checkpoint_io, choices
 from mot_plugin.commands.common import ALLOW_OPTION, SEED_OPTION, STRICT_OPTION, located, recipe_plans, run_command
-from mot_plugin.errors import UserError, fail, load_yaml
+from mot_plugin.errors import UserError, load_yaml
 from mot_plugin.planner import Plan, human_bytes, plan_run, weights_bytes
 from mot_plugin.plugins import plugin_manager
 from mot_plugin.recipe import RecipeError, load_recipe
@@ -62,7 +62,7 @@ def _preview(recipe_path: str, tokens_per_second: float | None = None) -> None:
         if recipe is not None and recipe.mot.plugins:
             message += (f" (--preview imports none of mot.plugins: {', '.join(recipe.mot.plugins)}; "
                         f"`mot check {recipe_path}` lists what they are, `mot plan {recipe_path}` imports them)")
-        fail(message, 2)
+        raise RecipeError(message) from None
     _print_plan(the_plan, collect(pm.hook), tokens_per_second)
     for line in notes:
         click.echo(line)
@@ -144,7 +144,7 @@ def init(directory: str, source: str, allowed: tuple[str, ...], force: bool) -> 
     try:
         target = copy_recipe(Path(directory), source, force)
     except FileExistsError as err:
-        fail(str(err), 2)
+        raise UserError(str(err)) from None
     click.echo(f"Wrote {target}. Its opening comments say how to make its data; from {directory}: "
                f"`mot plan --preview {target.name}` shows what it will run.")
 

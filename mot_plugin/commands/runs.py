@@ -14,9 +14,8 @@ import click
 from mot_plugin import choices
 from mot_plugin.commands.common import SEED_OPTION, STRICT_OPTION, recipe_plans, run_command, run_dir_plan
 from mot_plugin.diagnostics import summary
-from mot_plugin.errors import UserError, fail
+from mot_plugin.errors import StepFailed, UserError
 from mot_plugin.hub import check_repo_id
-from mot_plugin.process import StepFailed
 from mot_plugin.recipe import Eval, model_problem, seed_run_dirs
 from mot_plugin.rundir import check_paths, status_rows
 from mot_plugin.runner import run_plan
@@ -39,7 +38,7 @@ def run(recipe: str, seeds: tuple[int, ...], strict: bool) -> None:
         try:
             run_plan(the_plan, pm.hook, echo=click.echo)
         except StepFailed as err:
-            fail(f"{err} (finished steps are kept; rerun `{again}` to resume)", 1)
+            raise StepFailed(f"{err} (finished steps are kept; rerun `{again}` to resume)") from None
         from mot_plugin.card import write_cards
         from mot_plugin.report import collect_metrics, write_report
 
