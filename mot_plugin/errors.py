@@ -14,6 +14,9 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import yaml
+from pydantic import ValidationError
+
+from mot_plugin.fields import PATTERN_MESSAGES
 
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 """Control characters (newlines included): refused wherever a value reaches a script or a path."""
@@ -95,3 +98,18 @@ def no_control(value: str, where: str, error: type[Exception] = UserError) -> st
     if found:
         raise error(f"{where}: holds a control character ({found.group()!r}); not allowed here")
     return value
+
+
+def first_error(err: ValidationError) -> tuple[tuple, str]:
+    """pydantic's first error: where it is (its `loc`) and what is wrong, as one line."""
+    first = err.errors()[0]
+    msg = "unknown key" if first["type"] == "extra_forbidden" else first["msg"].removeprefix("Value error, ")
+    if first["type"] == "string_pattern_mismatch":
+        msg = f"{PATTERN_MESSAGES.get(first['ctx']['pattern'], msg)}: {first['input']!r}"
+    return tuple(first["loc"]), (msg.strip().splitlines() or [first["type"]])[0]
+
+
+def validation_message(err: ValidationError, prefix: str) -> str:
+    """pydantic's first error as one line, `<prefix>.<key>: <what is wrong>`."""
+    loc, msg = first_error(err)
+    return f"{'.'.join(str(p) for p in (prefix, *loc))}: {msg}"

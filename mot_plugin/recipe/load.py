@@ -8,11 +8,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from mot_plugin.errors import CONTROL, load_yaml
+from mot_plugin.errors import CONTROL, load_yaml, validation_message
 from mot_plugin.recipe.files import check_inputs
 from mot_plugin.recipe.resolved import Recipe
 from mot_plugin.recipe.schema import (ADAPTERS, DATASET_SUFFIXES, HUB_ID, PLANNER_KEYS, Candidate, MotConfig,
-                                      RecipeError, validation_message)
+                                      RecipeError)
 
 
 def load_recipe(path: str | Path, *, check_files: bool = True) -> Recipe:

@@ -1,4 +1,4 @@
-"""The recipe's schema: the pydantic models of the `mot:` block and the patterns of its values.
+"""The recipe's schema: the pydantic models of the `mot:` block, the keys mot sets itself, the dtypes.
 
 Light on purpose: no torch, axolotl or mergekit imports.
 """
@@ -8,9 +8,10 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from mot_plugin.errors import UserError
+from mot_plugin.fields import SIZE, Line, Module, Name
 from mot_plugin.hub import check_repo_id, license_id
 
 
@@ -29,20 +30,6 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True, strict=True)
 
 
-LINE = r"^[^\x00-\x1f\x7f]*$"
-MODULE = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
-Line = Annotated[str, Field(pattern=LINE)]
-"""A string without control characters (no newline can break out of a script or a comment line)."""
-Module = Annotated[str, Field(pattern=MODULE)]
-"""A Python module name (`pkg.module`)."""
-SIZE = r"^\d+ ?([KMG]i?B)?$"
-"""A size in bytes, as transformers' `max_shard_size` reads it: `5GB` (10^9), `2GiB` (2^30), `1000`."""
-NAME = r"^[A-Za-z][A-Za-z0-9_-]*$"
-Name = Annotated[str, Field(pattern=NAME)]
-"""The name of a registered launcher, merge executor, baseline or eval backend."""
-PATTERN_MESSAGES = {LINE: "holds a newline or another control character", MODULE: "not a Python module name",
-                    SIZE: "not a size such as 5GB, 500MB, 2GiB or a number of bytes",
-                    NAME: "not a name (letters, digits, _ and -)"}
 DTYPES = Literal["float32", "float16", "bfloat16", "float64"]
 """The dtypes mergekit computes and saves in."""
 HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9_.-]+")
@@ -286,14 +273,3 @@ class MotConfig(_Strict):
                 raise ValueError(f"launch.devices: group {number} ({group!r}) has fewer devices than "
                                  f"launch.processes {self.launch.processes}")
         return self
-
-
-def validation_message(err: ValidationError, prefix: str) -> str:
-    """pydantic's first error as one line, `<prefix>.<key>: <what is wrong>`."""
-    first = err.errors()[0]
-    loc = ".".join(str(p) for p in (prefix, *first["loc"]))
-    msg = "unknown key" if first["type"] == "extra_forbidden" else first["msg"].removeprefix("Value error, ")
-    if first["type"] == "string_pattern_mismatch":
-        msg = f"{PATTERN_MESSAGES.get(first['ctx']['pattern'], msg)}: {first['input']!r}"
-    return f"{loc}: {msg}"
-
