@@ -46,7 +46,7 @@ def plan(recipe: str, seeds: tuple[int, ...], preview: bool, tokens_per_second: 
 
 def _preview(recipe_path: str, tokens_per_second: float | None = None) -> None:
     """`mot plan --preview`: the plan of a recipe whose inputs may not be here yet."""
-    from mot_plugin.inputs import recipe_inputs
+    from mot_plugin.recipe.walk import recipe_inputs
 
     notes, recipe = [], None
     try:

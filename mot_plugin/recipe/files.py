@@ -9,44 +9,37 @@ from typing import Any
 from mot_plugin.jsonl import read_jsonl
 from mot_plugin.recipe.resolved import Recipe
 from mot_plugin.recipe.schema import DATASET_SUFFIXES, RecipeError
+from mot_plugin.recipe.walk import dataset_inputs, eval_inputs, model_inputs, named
 
 
 def check_inputs(recipe: Recipe) -> None:
     """Check that the student and every local dataset exist and parse; raise `RecipeError`."""
-    src = recipe.source
-    student = recipe.student
-    if Path(student).is_absolute():
-        problem = model_problem(Path(student))
+    src, data = recipe.source, recipe.to_dict()
+    for found in named(model_inputs(data)):
+        check = MODEL_CHECKS.get(found.key)
+        problem = check(Path(found.value)) if check and found.local else None
         if problem:
-            raise RecipeError(f"{src}: base_model: {student} {problem}")
-    adapter_dir = recipe.axolotl.get("lora_model_dir")
-    if adapter_dir and Path(adapter_dir).is_absolute() and not (Path(adapter_dir) / "adapter_config.json").is_file():
-        what = "holds no adapter (adapter_config.json)" if Path(adapter_dir).is_dir() else "does not exist"
-        raise RecipeError(f"{src}: lora_model_dir: {adapter_dir} {what}")
-    for i, teacher in enumerate(recipe.mot.teachers):
-        for j, entry in enumerate(teacher.datasets):
-            key = f"mot.teachers.{i}.datasets.{j}.path"
-            path = entry.get("path")
-            if not path:
-                raise RecipeError(f"{src}: {key}: required (teacher {teacher.name!r})")
-            if Path(path).is_absolute():
-                _check_dataset_file(Path(path), entry, f"{src}: {key}")
+            raise RecipeError(f"{src}: {found.key}: {found.value} {problem}")
+    for found in dataset_inputs(data):
+        if not found.value:
+            raise RecipeError(f"{src}: {found.key}: required (teacher {found.teacher!r})")
+        if found.local:
+            _check_dataset_file(Path(found.value), found.entry, f"{src}: {found.key}")
     if recipe.mot.eval:
         from mot_plugin.grading import EvalError, load_eval_file
 
-        files = {"data": recipe.mot.eval.data, "validation": recipe.validation}
-        for key, path in files.items():
+        for found in named(eval_inputs(data)):
             try:
-                if path:
-                    load_eval_file(path)
+                load_eval_file(found.value)
             except EvalError as err:
-                raise RecipeError(f"{src}: mot.eval.{key}: {err}") from None
+                raise RecipeError(f"{src}: {found.key}: {err}") from None
+        test_file = recipe.mot.eval.data
         if recipe.validation:
-            test = {row["prompt"]: number for number, row in read_jsonl(Path(files["data"]), RecipeError)}
+            test = {row["prompt"]: number for number, row in read_jsonl(Path(test_file), RecipeError)}
             for number, row in read_jsonl(Path(recipe.validation), RecipeError):
                 if row["prompt"] in test:
                     raise RecipeError(f"{src}: mot.eval.validation: {recipe.validation}:{number} has the prompt of "
-                                      f"{files['data']}:{test[row['prompt']]} (mot.eval.data); validation and test "
+                                      f"{test_file}:{test[row['prompt']]} (mot.eval.data); validation and test "
                                       f"must not share problems")
 
 
@@ -65,6 +58,17 @@ def model_problem(model_dir: Path, adapters: bool = False) -> str | None:
     if not (model_dir / "config.json").is_file() or not _has_weights(model_dir):
         return "holds no model (config.json and weights)"
     return None
+
+
+def _adapter_problem(adapter_dir: Path) -> str | None:
+    """What keeps `adapter_dir` from being a LoRA adapter; None if nothing."""
+    if (adapter_dir / "adapter_config.json").is_file():
+        return None
+    return "holds no adapter (adapter_config.json)" if adapter_dir.is_dir() else "does not exist"
+
+
+MODEL_CHECKS = {"base_model": model_problem, "lora_model_dir": _adapter_problem}
+"""What is checked of a local model input (the tokenizer is Axolotl's to load)."""
 
 
 def _check_dataset_file(path: Path, entry: dict[str, Any], where: str) -> None:

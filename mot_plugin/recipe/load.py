@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from mot_plugin.errors import CONTROL, load_yaml, validation_message
 from mot_plugin.recipe.files import check_inputs
 from mot_plugin.recipe.resolved import Recipe
+from mot_plugin.recipe.walk import EVAL_KEYS, model_inputs, named
 from mot_plugin.recipe.schema import (ADAPTERS, DATASET_SUFFIXES, HUB_ID, PLANNER_KEYS, Candidate, MotConfig,
                                       RecipeError)
 
@@ -36,10 +37,11 @@ def parse_recipe(data: Any, *, source: str = "<recipe>") -> Recipe:
         raise RecipeError(f"{source}: missing the `mot:` block")
     if not shared.get("base_model"):
         raise RecipeError(f"{source}: base_model: required (the round-0 student)")
-    for key in ("base_model", "tokenizer_config", "lora_model_dir"):
-        value = shared.get(key)
+    for found in model_inputs(shared):
+        value = found.value
         if value is not None and (not isinstance(value, str) or CONTROL.search(value)):
-            raise RecipeError(f"{source}: {key}: must be one path or hub id (a string on one line), not {value!r}")
+            raise RecipeError(f"{source}: {found.key}: must be one path or hub id (a string on one line), "
+                              f"not {value!r}")
     plugins = shared.get("plugins")
     if plugins is not None and (not isinstance(plugins, list) or not all(isinstance(p, str) and p for p in plugins)):
         raise RecipeError(f"{source}: plugins: must be a list of Axolotl plugin class names, not {plugins!r}")
@@ -52,9 +54,8 @@ def parse_recipe(data: Any, *, source: str = "<recipe>") -> Recipe:
         mot = MotConfig.model_validate(data["mot"])
     except ValidationError as err:
         raise RecipeError(f"{source}: {validation_message(err, 'mot')}") from None
-    for key in ("base_model", "tokenizer_config", "lora_model_dir"):
-        if shared.get(key):
-            shared[key] = _local_or_hub(shared[key], f"{source}: {key}")
+    for found in named(model_inputs(shared)):
+        shared[found.key] = _local_or_hub(found.value, f"{source}: {found.key}")
     teachers = [
         t.model_copy(update={"datasets": [_resolve_dataset(d, f"{source}: mot.teachers.{i}.datasets.{j}")
                                           for j, d in enumerate(t.datasets)]})
@@ -62,9 +63,9 @@ def parse_recipe(data: Any, *, source: str = "<recipe>") -> Recipe:
     ]
     update = {"teachers": teachers, "run_dir": str(_run_dir(mot.run_dir, f"{source}: mot.run_dir"))}
     if mot.eval:
+        given = {key: getattr(mot.eval, key) for key in EVAL_KEYS}
         update["eval"] = mot.eval.model_copy(update={
-            key: str(Path(path).expanduser().absolute())
-            for key, path in (("data", mot.eval.data), ("validation", mot.eval.validation)) if path})
+            key: str(Path(path).expanduser().absolute()) for key, path in given.items() if path})
     if mot.published:
         update["published"] = str(Path(mot.published).expanduser().absolute())
     if len(mot.merge.candidates) == 1:  # one candidate is the merge
