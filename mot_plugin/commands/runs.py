@@ -15,7 +15,7 @@ from mot_plugin import choices
 from mot_plugin.commands.common import SEED_OPTION, STRICT_OPTION, recipe_plans, run_command, run_dir_plan
 from mot_plugin.diagnostics import summary
 from mot_plugin.errors import StepFailed, UserError
-from mot_plugin.hub import check_repo_id
+from mot_plugin.hub_ids import check_repo_id
 from mot_plugin.recipe import Eval, model_problem, seed_run_dirs
 from mot_plugin.rundir import check_paths, status_rows
 from mot_plugin.runner import run_plan

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from mot_plugin.errors import UserError
 from mot_plugin.fields import SIZE, Line, Module, Name
-from mot_plugin.hub import check_repo_id, license_id
+from mot_plugin.hub_ids import check_repo_id, license_id
 
 
 class RecipeError(UserError):
