@@ -269,7 +269,7 @@ def check_branch_configs(plan: Plan, cache: Path | None = None,
     before by this Axolotl version are not validated again; `echo` says when Axolotl is imported."""
     shapes: dict[str, Step] = {}
     for step in plan.steps:
-        if step.kind == "branch":
+        if step.trains:
             shape = json.dumps({k: v for k, v in step.config.items() if k not in BRANCH_VARYING}, sort_keys=True,
                                default=str)
             shapes.setdefault(hashlib.sha256(shape.encode()).hexdigest(), step)

@@ -14,7 +14,7 @@ from typing import Any, Callable
 from mot_plugin.atomic import read_json, write_json
 from mot_plugin.planner import Plan
 from mot_plugin.recipe import Merge
-from mot_plugin.steps import Step
+from mot_plugin.steps import ChooseStep, EvalStep, Step
 
 RULES = {"last": "the last round's student", "validation": "the student of the round best on validation"}
 """`mot.select`'s rules, as the report names them."""
@@ -36,18 +36,18 @@ def describe(plan: Plan) -> list[str]:
     merges = recipe.merges()
     if len(merges) > 1:
         first = [s for s in plan.steps if s.round == 1 and s.baseline is None]
-        count = {kind: sum(1 for s in first if (s.kind, getattr(s.spec, "split", None)) == kind)
-                 for kind in (("merge", None), ("eval", "validation"), ("eval", "test"))}
+        evals = [s for s in first if isinstance(s, EvalStep)]
+        tests = sum(s.on_test_set for s in evals)
         lines += [f"merge candidates, one chosen per round on validation: "
                   + "; ".join(f"{name} ({merge_label(merge)})" for name, merge in merges),
-                  f"  each round: {count['merge', None]} merges instead of 1, {count['eval', 'validation']} "
-                  f"evaluations on validation, {count['eval', 'test']} on the test set (for the report)"]
+                  f"  each round: {sum(s.merges for s in first)} merges instead of 1, {len(evals) - tests} "
+                  f"evaluations on validation, {tests} on the test set (for the report)"]
     return lines + [f"final model (mot.select: {recipe.mot.select}): {RULES[recipe.mot.select]}; every evaluation "
                     f"on the test set runs at the end of the run, after every choice"]
 
 
 def _choose_step(plan: Plan, round_: int) -> Step | None:
-    return next((s for s in plan.steps if s.kind == "choose" and s.round == round_ and s.baseline is None), None)
+    return next((s for s in plan.steps if isinstance(s, ChooseStep) and s.round == round_ and s.baseline is None), None)
 
 
 def _chosen(step: Step | None, done: dict) -> str | None:
@@ -61,7 +61,7 @@ def round_evaluations(plan: Plan, round_: int, done: dict) -> tuple[Step | None,
     chosen = _chosen(choose, done)
     if choose and chosen is None:
         return None, None
-    evals = [s for s in plan.steps if s.kind == "eval" and s.round == round_ and s.baseline is None
+    evals = [s for s in plan.steps if isinstance(s, EvalStep) and s.round == round_ and s.baseline is None
              and (s.spec.role, s.spec.candidate) == (("candidate", chosen) if choose else ("round", None))]
     return tuple(next((s for s in evals if s.spec.split == split), None) for split in ("test", "validation"))
 
@@ -71,16 +71,17 @@ def candidate_rows(plan: Plan, done: dict, evaluation: Callable[[Step | None, di
     (`evaluation` of each), whether it was chosen, its weights and the seconds it cost."""
     rows = []
     merges = dict(plan.recipe.merges())
-    for choose in (s for s in plan.steps if s.kind == "choose" and s.baseline is None):
+    for choose in (s for s in plan.steps if isinstance(s, ChooseStep) and s.baseline is None):
         chosen = _chosen(choose, done)
         for name in choose.spec.candidates:
             own = [s for s in plan.steps if s.round == choose.round and s.baseline is None
                    and (getattr(s.spec, "candidate", None) == name)]
-            evals = {s.spec.split: s for s in own if s.kind == "eval"}
-            merge = next(s for s in own if s.kind == "merge")
+            evals = {s.spec.split: s for s in own if isinstance(s, EvalStep)}
+            merge = next(s for s in own if s.merges)
             rows.append({"round": choose.round, "candidate": name, "merge": merge_label(merges[name]),
                          "chosen": None if chosen is None else name == chosen,
-                         "validation": evaluation(evals.get("validation"), done), "test": evaluation(evals.get("test"), done),
+                         "validation": evaluation(evals.get("validation"), done),
+                         "test": evaluation(evals.get("test"), done),
                          "weights": ((done.get(merge.id) or {}).get("result") or {}).get("weights"),
                          "seconds": round(sum(done[s.id]["seconds"] for s in own if s.id in done), 1)})
     return rows
@@ -106,7 +107,7 @@ def final_step(plan: Plan) -> Step:
         return students[-1]
     done = {}
     for step in plan.steps:
-        marker = read_json(step.marker_path) if step.kind in ("eval", "choose") else None
+        marker = read_json(step.marker_path) if isinstance(step, (EvalStep, ChooseStep)) else None
         if marker and marker.get("fingerprint") == step.fingerprint:
             done[step.id] = marker
     rows = []

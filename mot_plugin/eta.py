@@ -33,10 +33,10 @@ class Estimate:
             value = self.seconds.get(step.id)
             if value is None:
                 return None
-            key = (step.baseline is not None, step.round, step.kind)
+            key = (step.baseline is not None, step.round, step.kind, step.concurrent)
             groups.setdefault(key, []).append(value)
-        return sum(sum(v) / min(parallel, len(v)) if kind != "merge" else sum(v)
-                   for (_, _, kind), v in groups.items())
+        return sum(sum(v) / min(parallel, len(v)) if concurrent else sum(v)
+                   for (*_, concurrent), v in groups.items())
 
 
 def finished_seconds(plan: Plan) -> dict[str, float]:
@@ -51,7 +51,7 @@ def finished_seconds(plan: Plan) -> dict[str, float]:
 
 def _branch_model(branches: list[Step], seconds: dict[str, float]) -> Callable[[int], float] | None:
     """seconds(max_steps) fitted on the finished branches."""
-    points = [(s.spec.max_steps, seconds[s.id]) for s in branches if s.id in seconds]
+    points = [(s.optimizer_steps, seconds[s.id]) for s in branches if s.id in seconds]
     if not points:
         return None
     if len({x for x, _ in points}) > 1:
@@ -78,15 +78,15 @@ def estimate(plan: Plan, tokens_per_second: float | None = None) -> Estimate:
         kinds.setdefault(step.kind, []).append(step)
     means = {kind: statistics.mean(done[s.id] for s in steps if s.id in done)
              for kind, steps in kinds.items() if any(s.id in done for s in steps)}
-    branch = _branch_model(kinds.get("branch", []), done)
+    branch = _branch_model([s for s in plan.steps if s.trains], done)
     seconds: dict[str, float | None] = {}
     for step in plan.steps:
         if step.id in done:
             seconds[step.id] = done[step.id]
-        elif step.kind == "branch" and branch is not None:
-            seconds[step.id] = branch(step.spec.max_steps)
-        elif step.kind == "branch" and tokens_per_second and not done:
-            seconds[step.id] = step.spec.max_steps * _tokens_per_branch_step(plan, step) / tokens_per_second
+        elif step.trains and branch is not None:
+            seconds[step.id] = branch(step.optimizer_steps)
+        elif step.trains and tokens_per_second and not done:
+            seconds[step.id] = step.optimizer_steps * _tokens_per_branch_step(plan, step) / tokens_per_second
         else:
             seconds[step.id] = means.get(step.kind)
     if done:

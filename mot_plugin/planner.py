@@ -12,18 +12,17 @@ test set runs last, once every round's choice is made (`_final_evaluation`).
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 import pluggy
 
 from mot_plugin.datahash import DataHashes
+from mot_plugin.fingerprint import fingerprint
 from mot_plugin.recipe import Recipe, Teacher
 from mot_plugin.registry import collect
-from mot_plugin.steps import BranchSpec, ChooseSpec, EvalSpec, MergeSpec, PrepareSpec, Step, markers
+from mot_plugin.steps import (BranchSpec, BranchStep, ChooseSpec, ChooseStep, EvalSpec, EvalStep, MergeSpec, MergeStep,
+                              PrepareSpec, PrepareStep, Step, markers)
 
 
 @dataclass(frozen=True)
@@ -38,18 +37,17 @@ class Plan:
     @property
     def branch_steps(self) -> int:
         """Total optimizer steps over all MoT branches (the compute MoT spends)."""
-        return sum(s.spec.max_steps for s in self.steps if s.kind == "branch" and s.baseline is None)
+        return sum(s.optimizer_steps for s in self.steps if s.baseline is None)
 
     @property
     def baseline_steps(self) -> int:
         """Total optimizer steps over all baseline branches."""
-        return sum(s.spec.max_steps for s in self.steps if s.kind == "branch" and s.baseline is not None)
+        return sum(s.optimizer_steps for s in self.steps if s.baseline is not None)
 
     def round_students(self) -> list[Step]:
         """The step that makes each MoT round's student, in round order: the round's merge, or its
         choice among merge candidates."""
-        return [s for s in self.steps if s.baseline is None and (
-            s.kind == "choose" or (s.kind == "merge" and s.spec.candidate is None))]
+        return [s for s in self.steps if s.makes_student]
 
     def final_student(self) -> Path:
         """The last round's student."""
@@ -60,18 +58,9 @@ class Plan:
         return [s for s in self.steps if step.id in s.deps]
 
     def prunable(self, step: Step) -> bool:
-        """A branch whose weights feed a merge and are no lineage's result (MoT branches, one-shot
-        branches; evaluating a branch alone, `eval.branches`, does not keep it), or a MoT merge
-        candidate: deleted once every step that reads them has finished, unless the recipe sets
-        `keep_branches` (`merge.keep_candidates`)."""
-        if step.kind == "merge":
-            return (step.baseline is None and step.spec.candidate is not None
-                    and not self.recipe.mot.merge.keep_candidates)
-        if self.recipe.mot.keep_branches or step.kind != "branch":
-            return False
-        readers = self.readers(step)
-        return (any(r.kind == "merge" for r in readers)
-                and not any(r.kind == "eval" and r.spec.role != "branch" for r in readers))
+        """Weights deleted once every step that reads them has finished (`Step.prunable`): MoT and
+        one-shot branches, MoT merge candidates, unless the recipe keeps them."""
+        return step.prunable(self.readers(step), self.recipe.mot)
 
     def disk_estimate(self, student_bytes: int, adapter_bytes: int | None = None, merge_copy_bytes: int = 0) -> int:
         """Peak bytes of weights on disk, running the steps in order: every merge writes a checkpoint,
@@ -84,11 +73,10 @@ class Plan:
         peak = 0
         for step in self.steps:
             done.add(step.id)
-            if step.kind in ("branch", "merge"):
+            if step.checkpoint:
                 alive.append(step)
-            held = sum(branch_bytes if s.kind == "branch" else student_bytes for s in alive)
-            if step.kind == "merge":
-                held += merge_copy_bytes * len(step.spec.branches)
+            held = sum(s.checkpoint_bytes(student_bytes, branch_bytes) for s in alive)
+            held += step.scratch_bytes(merge_copy_bytes)
             peak = max(peak, held)
             alive = [s for s in alive if not (self.prunable(s) and {r.id for r in self.readers(s)} <= done)]
         return peak
@@ -111,30 +99,6 @@ def human_bytes(size: float) -> str:
 
 PER_BRANCH_KEYS = ("base_model", "output_dir", "max_steps", "seed", "mot_step")
 """Branch config keys that do not change how a teacher's data is tokenized."""
-
-
-RUN_DIR_MARK = "<run_dir>"
-"""What a path inside the run directory starts with in a fingerprint: a moved run directory stays done."""
-
-
-def portable(value: Any, run_dir: Path) -> Any:
-    """`value` with every path inside `run_dir` written as `<run_dir>/...` (strings and Paths, nested)."""
-    if isinstance(value, dict):
-        return {k: portable(v, run_dir) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [portable(v, run_dir) for v in value]
-    if isinstance(value, (str, Path)):
-        text, root = str(value), str(run_dir)
-        if text == root or text.startswith(root + "/"):
-            return RUN_DIR_MARK + text[len(root):]
-    return value
-
-
-def fingerprint(config: dict, deps: list[Step], run_dir: Path) -> str:
-    """Hash of a step's config (paths inside the run directory relative to it) and its deps' fingerprints."""
-    text = json.dumps({"config": portable(config, run_dir), "deps": [d.fingerprint for d in deps]},
-                      sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 class _Planner:
@@ -164,8 +128,8 @@ class _Planner:
         deps = [start.id] if start else []
         if self.prepare_first:
             deps.append(self.prepare(spec, config).id)
-        return self._add(Step(
-            id=step_id, kind="branch", spec=spec, config=config, config_path=directory / "axolotl.yaml",
+        return self._add(BranchStep(
+            id=step_id, spec=spec, config=config, config_path=directory / "axolotl.yaml",
             log_path=directory / "train.log", **markers(directory),
             fingerprint=fingerprint(config if start else {**config, "mot_student": self._content(spec.student)},
                                     [start] if start else [], self.run_dir), deps=tuple(deps),
@@ -180,8 +144,8 @@ class _Planner:
             directory = branch.prepared_dir.parent
             config = {**config, "output_dir": str(branch.prepared_dir / "preprocess")}
             tokenization = {k: v for k, v in config.items() if k not in PER_BRANCH_KEYS}
-            self.prepared[name] = self._add(Step(
-                id=spec.step_id, kind="prepare", spec=spec, config=config, config_path=directory / f"{name}.yaml",
+            self.prepared[name] = self._add(PrepareStep(
+                id=spec.step_id, spec=spec, config=config, config_path=directory / f"{name}.yaml",
                 log_path=directory / f"{name}.log", **markers(directory, f"{name}."),
                 fingerprint=fingerprint(tokenization, [], self.run_dir),
             ))
@@ -207,8 +171,8 @@ class _Planner:
             config = {**config, "mot_weights": {"from": "validation",
                                                 "evaluations": {t: str(p) for t, p in spec.weights_from.items()}}}
             config_path = directory / "merge.template.yaml"
-        return self._add(Step(
-            id=step_id, kind="merge", spec=spec, config=config, config_path=config_path,
+        return self._add(MergeStep(
+            id=step_id, spec=spec, config=config, config_path=config_path,
             log_path=directory / "merge.log", **markers(directory, "merge."),
             fingerprint=fingerprint(config, branches + evals, self.run_dir),
             deps=tuple(s.id for s in branches + evals),
@@ -233,8 +197,8 @@ class _Planner:
                   "candidates": [{"name": name, "merged": str(merged.output_dir), "validation": str(v.marker_path)}
                                  for name, merged, v in candidates]}
         read = [step for _, merged, v in candidates for step in (merged, v)]
-        return self._add(Step(
-            id=spec.step_id, kind="choose", spec=spec, config=config, config_path=directory / "choose.yaml",
+        return self._add(ChooseStep(
+            id=spec.step_id, spec=spec, config=config, config_path=directory / "choose.yaml",
             log_path=directory / "choose.log", **markers(directory, "choose."),
             fingerprint=fingerprint(config, read, self.run_dir), deps=tuple(s.id for s in read), ends_round=True,
         ))
@@ -260,8 +224,8 @@ class _Planner:
             config["data"] = settings.validation
         if self.recipe.mot.plugins:  # `python -m mot_plugin.evaluate` finds their eval backends
             config["plugins"] = list(self.recipe.mot.plugins)
-        return self._add(Step(
-            id=spec.step_id, kind="eval", spec=spec, config=config, config_path=directory / "eval.yaml",
+        return self._add(EvalStep(
+            id=spec.step_id, spec=spec, config=config, config_path=directory / "eval.yaml",
             log_path=directory / "eval.log", **markers(directory),
             fingerprint=fingerprint({**config, "mot_contents": [self._content(config["data"])]
                                      + ([] if model else [self._content(spec.model)])}, [model] if model else [],
@@ -368,7 +332,7 @@ def plan_run(recipe: Recipe, hook: pluggy.HookRelay) -> Plan:
 def _final_evaluation(steps: list[Step]) -> list[Step]:
     """Every evaluation on the test set moved to the end, after the last round's end (its choice, or
     its validation): no choice can depend on the test set. Their fingerprints do not change."""
-    tests = {s.id for s in steps if s.kind == "eval" and s.spec.split == "test"}
+    tests = {s.id for s in steps if s.on_test_set}
     rest = [s for s in steps if s.id not in tests]
     gate = next(s for s in reversed(rest) if s.ends_round)
     return rest + [replace(s, deps=(*s.deps, gate.id)) for s in steps if s.id in tests]

@@ -19,7 +19,7 @@ from mot_plugin.card import Paths, write_cards
 from mot_plugin.jsonl import read_jsonl
 from mot_plugin.planner import Plan
 from mot_plugin.report_md import render_markdown
-from mot_plugin.steps import Step
+from mot_plugin.steps import EvalStep, Step
 from mot_plugin.stats import mcnemar_exact, paired_counts, wilson_interval
 
 EVAL_FIELDS = ("accuracy", "accuracy_std", "unextracted", "mean_response_tokens")
@@ -40,7 +40,7 @@ def _results(plan: Plan) -> dict[str, dict[str, Any]]:
 
 def _training(steps: list[Step], done: dict) -> dict[str, Any]:
     """Compute and loss of a group of branch and merge steps."""
-    branches = [done[s.id]["result"] for s in steps if s.kind == "branch" and s.id in done]
+    branches = [done[s.id]["result"] for s in steps if s.trains and s.id in done]
     losses = [b["final_train_loss"] for b in branches if b.get("final_train_loss") is not None]
     return {
         "branch_steps": sum(b.get("steps", 0) for b in branches),
@@ -153,7 +153,7 @@ def evaluations(plan: Plan) -> dict[str, tuple[Step, dict[str, Any]]]:
     """Every finished evaluation of the run by name (`round-01`, `round-01-branch-brief`, `union`, ...):
     its step and its numbers as the report gives them."""
     done = _results(plan)
-    return {s.spec.name: (s, _evaluation(s, done)) for s in plan.steps if s.kind == "eval" and s.id in done}
+    return {s.spec.name: (s, _evaluation(s, done)) for s in plan.steps if isinstance(s, EvalStep) and s.id in done}
 
 
 def _diagnostics(merges: list[Step], done: dict) -> list[dict[str, Any]]:
@@ -171,7 +171,7 @@ def _branch_rows(steps: tuple[Step, ...], done: dict) -> list[dict[str, Any]]:
     """One row per finished branch (MoT and baseline): steps, final loss, tokens, loss curve."""
     rows = []
     for step in steps:
-        if step.kind != "branch" or step.id not in done:
+        if not step.trains or step.id not in done:
             continue
         result = done[step.id]["result"]
         rows.append({"round": step.round, "name": step.id.split("/")[-1] if step.baseline else step.spec.teacher.name,
@@ -186,7 +186,7 @@ def collect_metrics(plan: Plan) -> dict[str, Any]:
     branches' accuracies and the merge's gain, paired tests, merge diagnostics and training curves."""
     done = _results(plan)
     mot = plan.recipe.mot
-    evals = [s for s in plan.steps if s.kind == "eval"]
+    evals = [s for s in plan.steps if isinstance(s, EvalStep)]
     rounds, round_evals, branch_steps, tokens = [], {}, 0, 0
     for r in range(0, mot.rounds + 1):
         steps = [s for s in plan.steps if s.round == r and s.baseline is None]
@@ -199,7 +199,7 @@ def collect_metrics(plan: Plan) -> dict[str, Any]:
         if plan.recipe.validation:
             row["validation"] = _evaluation(validation, done)
         branches = {s.spec.teacher: _evaluation(s, done) for s in steps
-                    if s.kind == "eval" and s.spec.role == "branch" and s.spec.split == "test"}
+                    if isinstance(s, EvalStep) and s.spec.role == "branch" and s.on_test_set}
         if branches:
             row.update(branches=branches, merge_gain=_merge_gain(row["accuracy"], branches))
             if row.get("slices"):
@@ -228,7 +228,7 @@ def collect_metrics(plan: Plan) -> dict[str, Any]:
         "mot": rounds,
         "baselines": baselines,
         "paired": _paired(round_evals[final], baseline_evals, done) if round_evals.get(final) else [],
-        "diagnostics": _diagnostics([s for s in plan.steps if s.kind == "merge" and s.baseline is None], done),
+        "diagnostics": _diagnostics([s for s in plan.steps if s.diagnosed and s.baseline is None], done),
         "training": _branch_rows(plan.steps, done),
         "select": mot.select,
         "candidates": choices.candidate_rows(plan, done, _evaluation),

@@ -24,8 +24,8 @@ from mot_plugin.environment import ENVIRONMENT_FILE
 from mot_plugin.errors import UserError
 from mot_plugin.planner import Plan
 from mot_plugin.recipe import dump_yaml
-from mot_plugin.results import StepResult, parse_result
-from mot_plugin.steps import PROGRESS_FILE, Step
+from mot_plugin.results import StepResult
+from mot_plugin.steps import Step
 
 LOCK_FILE = ".lock"
 RECIPE_FILE = "recipe.yaml"
@@ -145,7 +145,7 @@ def is_running(run_dir: Path) -> bool:
 def clear_step(step: Step, run_dir: Path) -> None:
     """Remove what an unfinished or outdated attempt of `step` left behind (its `where` record
     stays until the launcher writes a new one: a launcher may need it to stop an orphaned job)."""
-    for path in (step.marker_path, step.failed_path, *([diagnostics_path(step)] if step.kind == "merge" else [])):
+    for path in (step.marker_path, step.failed_path, *([diagnostics_path(step)] if step.diagnosed else [])):
         remove_tree(path, run_dir)
     remove_tree(step.output_dir, run_dir)
 
@@ -181,7 +181,7 @@ def read_result(step: Step, marker: dict | None = None) -> StepResult | None:
     """The result in a finished step's marker (`marker`: its content, when read already), typed; None
     when the step has no marker."""
     marker = read_json(step.marker_path) if marker is None else marker
-    return None if marker is None else parse_result(step.kind, marker.get("result") or {}, str(step.marker_path))
+    return None if marker is None else step.result(marker.get("result") or {}, str(step.marker_path))
 
 
 def status_rows(plan: Plan) -> list[StepStatus]:
@@ -200,8 +200,8 @@ def status_rows(plan: Plan) -> list[StepStatus]:
             step=step.id, state=state, seconds=(marker or {}).get("seconds"), result=read_result(step, marker),
             error=failed.get("error"), log=str(step.log_path), where=read_json(step.where_path) or {},
             progress=last_progress(step) if state == "running" else None,
-            pruned=({"branch": "merge", "merge": "the choice"}[step.kind]
-                    if state == "done" and (step.kind == "branch" or plan.prunable(step)) and not step.output_dir.exists()
+            pruned=(step.pruned_by
+                    if state == "done" and (step.trains or plan.prunable(step)) and not step.output_dir.exists()
                     else None)))
     return rows
 
@@ -209,8 +209,8 @@ def status_rows(plan: Plan) -> list[StepStatus]:
 def last_progress(step: Step) -> tuple[int, int] | None:
     """How far a running step got: a branch's optimizer steps as its trainer recorded them
     (`PROGRESS_FILE`); another step's last `done/total [` progress bar count in its log."""
-    if step.kind == "branch":
-        recorded = read_json(step.output_dir / PROGRESS_FILE)
+    if step.progress_file:
+        recorded = read_json(step.progress_file)
         return (recorded["step"], recorded["max_steps"]) if isinstance(recorded, dict) else None
     try:
         with step.log_path.open("rb") as log:

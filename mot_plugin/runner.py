@@ -26,12 +26,8 @@ from mot_plugin.eta import eta_line
 from mot_plugin.planner import Plan, human_bytes, weights_bytes
 from mot_plugin.rundir import (CURRENT_FILE, check_paths, clear_step, config_digest, diagnostics_path,
                                last_progress, read_result, run_lock, step_state, write_configs)
-from mot_plugin.results import StepResult, parse_result
+from mot_plugin.results import StepResult
 from mot_plugin.steps import Step
-
-READ_OUTPUTS = ("prepare", "branch", "merge", "choose")
-"""Kinds of steps whose output other steps read: a done one whose output is gone runs again."""
-
 
 class NotEnoughDisk(StepFailed):
     """The disk holding the run directory has too little room for the next round."""
@@ -69,7 +65,7 @@ class _Scheduler:
         is a branch or candidate whose weights were deleted after use) and every step after it; and any
         finished branch or candidate whose weights were deleted but that a step to run reads again."""
         ids = {s.id for s in self.plan.steps if step_state(s) != "done"}
-        lost = {s.id for s in self.plan.steps if s.id not in ids and s.kind in READ_OUTPUTS
+        lost = {s.id for s in self.plan.steps if s.id not in ids and s.read_later
                 and not s.output_dir.exists() and not self.plan.prunable(s)}
         while more := {s.id for s in self.plan.steps if lost.intersection(s.deps)} - lost:
             lost |= more
@@ -77,7 +73,7 @@ class _Scheduler:
         grew = True
         while grew:
             needed = {d for i in ids for d in self.by_id[i].deps
-                      if self.by_id[d].kind in ("branch", "merge") and not self.by_id[d].output_dir.exists()}
+                      if self.by_id[d].checkpoint and not self.by_id[d].output_dir.exists()}
             grew = not needed <= ids
             ids |= needed
         return [s for s in self.plan.steps if s.id in ids]
@@ -122,7 +118,7 @@ class _Scheduler:
         return ready
 
     def _start(self, step: Step) -> None:
-        if step.kind == "branch" and step.baseline is None:
+        if step.trains and step.baseline is None:
             self._check_disk(step.round)
         clear_step(step, self.recipe.run_dir)
         self.configs[step.id] = config_digest(step)
@@ -133,15 +129,13 @@ class _Scheduler:
 
     def _execute(self, step: Step) -> None:
         """In a thread of its own: run the step's hook, record a failure, report back."""
-        hooks = {"prepare": self.hook.mot_prepare_data, "branch": self.hook.mot_run_branch,
-                 "merge": self.hook.mot_run_merge, "eval": self.hook.mot_evaluate, "choose": self.hook.mot_choose}
         try:
             with _progress(step, self.echo, self.running[step.id]):
-                result = hooks[step.kind](recipe=self.recipe, step=step)
+                result = step.run(self.hook, self.recipe)
             if result is None:
                 raise StepFailed(f"{step.id}: no plugin ran this {step.kind} step")
-            result = parse_result(step.kind, result, step.id)
-            if step.kind == "merge":
+            result = step.result(result, step.id)
+            if step.diagnosed:
                 result = result.model_copy(update={"diagnostics": self._diagnose(step)})
             if config_digest(step) != self.configs[step.id]:
                 raise StepFailed(f"{step.config_path} changed while {step.id} ran; run again")
@@ -202,7 +196,7 @@ class _Scheduler:
         size = weights_bytes(Path(self.recipe.student))
         if not size:
             return
-        writes = sum(1 for s in self.plan.steps if s.round == round_ and s.baseline is None and s.kind in ("branch", "merge")
+        writes = sum(1 for s in self.plan.steps if s.round == round_ and s.baseline is None and s.checkpoint
                      and step_state(s) != "done")
         free = shutil.disk_usage(self.recipe.run_dir).free
         if free < writes * size:

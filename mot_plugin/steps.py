@@ -1,13 +1,20 @@
-"""What the hooks receive: one branch, merge, evaluation or choice, and a planned step."""
+"""What the hooks receive: one branch, merge, evaluation or choice, and a planned step.
+
+Each kind of step is a class (`PrepareStep`, `BranchStep`, `MergeStep`, `EvalStep`, `ChooseStep`)
+that knows what it does: the hook that runs it, its result, whether it trains or writes weights,
+when its weights may go. The planner, runner, status and report ask the step, never its `kind`
+(a name kept for display and JSON).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from mot_plugin.atomic import write_json
-from mot_plugin.recipe import Teacher
+from mot_plugin.results import StepResult, parse_result
+from mot_plugin.recipe import MotConfig, Teacher
 
 RESULT_FILE = "mot_result.json"
 """Written into a branch's output directory by the in-branch Axolotl plugin."""
@@ -118,12 +125,13 @@ def markers(directory: Path, prefix: str = "") -> dict[str, Path]:
             "where_path": directory / f"{prefix}where.json"}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Step:
     """A unit of work with the exact config file it needs and where its results go."""
 
     id: str
-    kind: Literal["prepare", "branch", "merge", "eval", "choose"]
+    kind: str
+    """`prepare`, `branch`, `merge`, `eval` or `choose`: the name of its class, for display and JSON."""
     spec: PrepareSpec | BranchSpec | MergeSpec | EvalSpec | ChooseSpec
     config: dict[str, Any]
     config_path: Path
@@ -144,6 +152,23 @@ class Step:
     """The lineage: the registered baseline whose step this is; None for the MoT lineage (its round
     0 is the recipe's student, rounds 1.. the merged students)."""
 
+    hook: ClassVar[str | None] = None
+    """The hook that runs it."""
+    trains: ClassVar[bool] = False
+    """Trains a model with Axolotl (a branch): optimizer steps, a launcher, a branch config."""
+    merges: ClassVar[bool] = False
+    """Merges the models it reads into one."""
+    checkpoint: ClassVar[bool] = False
+    """Writes a model's weights (a branch: its checkpoint or adapter; a merge)."""
+    read_later: ClassVar[bool] = True
+    """Later steps read its output: a done step whose output is gone runs again."""
+    diagnosed: ClassVar[bool] = False
+    """Its diagnostics are computed when it finishes (`diagnostics.json` beside its config)."""
+    concurrent: ClassVar[bool] = True
+    """Runs alongside the steps of its round and kind (`mot.launch.parallel` at once), not one at a time."""
+    pruned_by: ClassVar[str | None] = None
+    """What its weights are deleted after, once used (`mot status`)."""
+
     @property
     def round(self) -> int:
         return self.spec.round
@@ -152,6 +177,148 @@ class Step:
     def output_dir(self) -> Path:
         return self.spec.output_dir
 
+    @property
+    def optimizer_steps(self) -> int:
+        """The optimizer steps it trains (0 unless it trains)."""
+        return 0
+
+    @property
+    def makes_student(self) -> bool:
+        """It makes a MoT round's student (the round's merge, or its choice among candidates)."""
+        return False
+
+    @property
+    def keeps_model(self) -> bool:
+        """Reading a model makes that model a result of its own (an evaluation of a round or a baseline)."""
+        return False
+
+    @property
+    def on_test_set(self) -> bool:
+        """An evaluation on the test set: it runs after every choice (with a validation split)."""
+        return False
+
+    @property
+    def progress_file(self) -> Path | None:
+        """Where it records how far it got (a branch's trainer); None: its log's progress bar says."""
+        return None
+
+    def prunable(self, readers: list[Step], mot: MotConfig) -> bool:
+        """Its weights may be deleted once `readers` (the steps that read them) have finished."""
+        return False
+
+    def checkpoint_bytes(self, student_bytes: int, branch_bytes: int) -> int:
+        """Bytes of the weights it writes (`branch_bytes`: a branch's checkpoint or adapter)."""
+        return 0
+
+    def scratch_bytes(self, copy_bytes: int) -> int:
+        """Bytes it holds on disk while it runs besides its output (`copy_bytes` per model it merges)."""
+        return 0
+
+    def run(self, relay: Any, recipe: Any) -> Any:
+        """Run it through its hook (`relay`: the plugins' hook relay); None when no plugin ran it."""
+        return getattr(relay, self.hook)(recipe=recipe, step=self) if self.hook else None
+
+    def result(self, value: StepResult | dict[str, Any], where: str) -> StepResult:
+        """`value` (its hook's return, or the result in its marker) as its result model."""
+        return parse_result(self.kind, value, where)
+
     def record_where(self, **where: Any) -> None:
         """For launchers: record where the step runs, for `mot status`."""
         write_json(self.where_path, where)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PrepareStep(Step):
+    """Tokenizes one teacher's data before branches run in parallel."""
+
+    kind: str = field(default="prepare", init=False)
+    spec: PrepareSpec
+    hook: ClassVar[str] = "mot_prepare_data"
+
+
+@dataclass(frozen=True, kw_only=True)
+class BranchStep(Step):
+    """Trains one SFT branch."""
+
+    kind: str = field(default="branch", init=False)
+    spec: BranchSpec
+    hook: ClassVar[str] = "mot_run_branch"
+    trains: ClassVar[bool] = True
+    checkpoint: ClassVar[bool] = True
+    pruned_by: ClassVar[str] = "merge"
+
+    @property
+    def optimizer_steps(self) -> int:
+        return self.spec.max_steps
+
+    @property
+    def progress_file(self) -> Path:
+        return self.output_dir / PROGRESS_FILE
+
+    def prunable(self, readers: list[Step], mot: MotConfig) -> bool:
+        """Weights that feed a merge and are no lineage's result (evaluating a branch alone does not
+        keep it), unless the recipe sets `keep_branches`."""
+        return (not mot.keep_branches and any(r.merges for r in readers)
+                and not any(r.keeps_model for r in readers))
+
+    def checkpoint_bytes(self, student_bytes: int, branch_bytes: int) -> int:
+        return branch_bytes
+
+
+@dataclass(frozen=True, kw_only=True)
+class MergeStep(Step):
+    """Merges branches into one model."""
+
+    kind: str = field(default="merge", init=False)
+    spec: MergeSpec
+    hook: ClassVar[str] = "mot_run_merge"
+    merges: ClassVar[bool] = True
+    checkpoint: ClassVar[bool] = True
+    diagnosed: ClassVar[bool] = True
+    concurrent: ClassVar[bool] = False
+    pruned_by: ClassVar[str] = "the choice"
+
+    @property
+    def makes_student(self) -> bool:
+        return self.baseline is None and self.spec.candidate is None
+
+    def prunable(self, readers: list[Step], mot: MotConfig) -> bool:
+        """A MoT merge candidate, unless the recipe sets `merge.keep_candidates`."""
+        return self.baseline is None and self.spec.candidate is not None and not mot.merge.keep_candidates
+
+    def checkpoint_bytes(self, student_bytes: int, branch_bytes: int) -> int:
+        return student_bytes
+
+    def scratch_bytes(self, copy_bytes: int) -> int:
+        return copy_bytes * len(self.spec.branches)
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvalStep(Step):
+    """Evaluates one model on the test set or the validation split."""
+
+    kind: str = field(default="eval", init=False)
+    spec: EvalSpec
+    hook: ClassVar[str] = "mot_evaluate"
+    read_later: ClassVar[bool] = False
+
+    @property
+    def keeps_model(self) -> bool:
+        return self.spec.role != "branch"
+
+    @property
+    def on_test_set(self) -> bool:
+        return self.spec.split == "test"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChooseStep(Step):
+    """Chooses a round's student among its merge candidates."""
+
+    kind: str = field(default="choose", init=False)
+    spec: ChooseSpec
+    hook: ClassVar[str] = "mot_choose"
+
+    @property
+    def makes_student(self) -> bool:
+        return self.baseline is None

@@ -101,7 +101,7 @@ def _print_plan(the_plan: Plan, registry: Registry, tokens_per_second: float | N
         click.echo(f"  {line}")
     launcher, settings = registry.launcher(the_plan.recipe)
     if launcher.describe is not None:
-        first = next(s for s in the_plan.steps if s.kind == "branch")
+        first = next(s for s in the_plan.steps if s.trains)
         for line in launcher.describe(the_plan.recipe, first, settings):
             click.echo(f"  {line}")
 
@@ -116,7 +116,7 @@ def _disk(the_plan: Plan) -> str:
     if not the_plan.recipe.adapter:
         return (f"at most {human_bytes(the_plan.disk_estimate(size))} of weights at once (checkpoints of "
                 f"{human_bytes(size)}; branch weights {keep}), plus tokenized data")
-    branches = [s for s in the_plan.steps if s.kind == "branch"]
+    branches = [s for s in the_plan.steps if s.trains]
     adapter = max(adapters.adapter_bytes(student, s.config) or 0 for s in branches)
     copy = adapters.merged_copy_bytes(student, the_plan.recipe.mot.merge.dtype) or size
     peak = the_plan.disk_estimate(size, adapter_bytes=adapter, merge_copy_bytes=copy)
