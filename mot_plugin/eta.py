@@ -33,8 +33,7 @@ class Estimate:
             value = self.seconds.get(step.id)
             if value is None:
                 return None
-            key = (step.baseline is not None, step.round, step.kind, step.concurrent)
-            groups.setdefault(key, []).append(value)
+            groups.setdefault(step.eta_group, []).append(value)
         return sum(sum(v) / min(parallel, len(v)) if concurrent else sum(v)
                    for (*_, concurrent), v in groups.items())
 

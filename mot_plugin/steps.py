@@ -178,6 +178,12 @@ class Step:
         return self.spec.output_dir
 
     @property
+    def eta_group(self) -> tuple[bool, int, str, bool]:
+        """The steps whose times estimate each other's and that run together: its lineage (MoT or a
+        baseline), round and kind, and whether they run concurrently."""
+        return self.baseline is not None, self.round, self.kind, self.concurrent
+
+    @property
     def optimizer_steps(self) -> int:
         """The optimizer steps it trains (0 unless it trains)."""
         return 0
