@@ -29,6 +29,7 @@ from mot_plugin.rundir import (CURRENT_FILE, check_paths, clear_step, config_dig
 from mot_plugin.results import StepResult
 from mot_plugin.steps import Step
 
+
 class NotEnoughDisk(StepFailed):
     """The disk holding the run directory has too little room for the next round."""
 
