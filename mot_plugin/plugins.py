@@ -11,11 +11,12 @@ import pluggy
 
 from mot_plugin import hookspecs
 from mot_plugin.recipe import RecipeError
-from mot_plugin.registry import Selected, collect
+from mot_plugin.builtin.selected import Selected
+from mot_plugin.registry import collect
 
 ENTRY_POINT_GROUP = "mot"
 """Installed packages add MoT plugins under this entry-point group."""
-SELECTED = "mot_plugin.registry.Selected"
+SELECTED = "mot_plugin.builtin.selected.Selected"
 """The built-in execution hooks: run what the recipe selected from the registry."""
 TRACE_ENV = "MOT_TRACE_HOOKS"
 """Set to 1 to print every hook call and its result to stderr."""
