@@ -9,12 +9,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
-
-if TYPE_CHECKING:
-    from mot_plugin.recipe import Recipe
 
 HUB_LICENSES = frozenset("""
 apache-2.0 mit openrail bigscience-openrail-m creativeml-openrail-m bigscience-bloom-rail-1.0 bigcode-openrail-m
@@ -113,8 +110,8 @@ class Origin:
     """The license of the models mot writes (the recipe's, else the student's), or None."""
 
 
-def student_origin(recipe: Recipe) -> Origin:
-    """The student's hub id: the recipe's `base_model` when it is one; for a local student
+def student_origin(recipe: Any) -> Origin:
+    """The student's hub id (of `recipe`, a `mot_plugin.recipe.Recipe`: the recipe imports this module): the recipe's `base_model` when it is one; for a local student
     `mot.student_hub_id`, else what `mot student-from-gguf` recorded, else its config's `_name_or_path`.
     The license: `mot.license`, else the student's card's or recorded one."""
     student, mot = recipe.student, recipe.mot
