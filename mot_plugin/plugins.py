@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from dataclasses import dataclass
 
 import pluggy
 
@@ -56,3 +57,36 @@ def plugin_manager(modules: list[str] | tuple[str, ...] = ()) -> pluggy.PluginMa
         pm.trace.root.setwriter(lambda text: sys.stderr.write(f"[mot hooks] {text}"))
         pm.enable_tracing()
     return pm
+
+
+@dataclass(frozen=True)
+class Registered:
+    """One registered entry, for `mot plugins`."""
+
+    kind: str
+    """launcher, merge executor, baseline or eval backend."""
+    name: str
+    plugin: str
+    """The plugin that registered it (its name in the plugin manager)."""
+    distribution: str
+    """The installed distribution the plugin's module comes from ("" if none: a module on the path)."""
+
+
+def registered(pm: pluggy.PluginManager) -> list[Registered]:
+    """Every entry the plugins of `pm` register, by kind then name, with where each comes from."""
+    from importlib.metadata import packages_distributions
+
+    from mot_plugin.registry import KINDS, Registry
+
+    installed = {id(plugin): dist.project_name for plugin, dist in pm.list_plugin_distinfo()}
+    packages = packages_distributions()
+    rows = []
+    for impl in pm.hook.mot_register.get_hookimpls():
+        one = Registry()
+        impl.function(register=one)
+        module = getattr(impl.plugin, "__name__", type(impl.plugin).__module__)
+        dist = installed.get(id(impl.plugin)) or ", ".join(packages.get(module.partition(".")[0], []))
+        rows += [Registered(KINDS[kind], name, impl.plugin_name, dist)
+                 for kind, entries in one.entries.items() for name in entries]
+    order = list(KINDS.values())
+    return sorted(rows, key=lambda r: (order.index(r.kind), r.name))
