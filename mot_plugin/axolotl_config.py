@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 from pydantic import ValidationError
 
 from mot_plugin.atomic import check_inside, read_json, write_json
+from mot_plugin.errors import first_error
 from mot_plugin.recipe import SEED_DIR, Recipe, RecipeError
 from mot_plugin.steps import BranchSpec, Step
 
@@ -239,10 +240,9 @@ def _check(recipe: Recipe, branch: BranchSpec, config: dict[str, Any], found: li
         with _collect_warnings(found):
             axolotl.validate_config(axolotl.DictDefault(copy.deepcopy(config)))
     except ValidationError as err:
-        first = err.errors()[0]
-        message = first["msg"].removeprefix("Value error, ").splitlines()[0]
-        if first["loc"]:
-            raise RecipeError(f"{src}: {_recipe_key(recipe, branch, first['loc'])}: {message}") from None
+        loc, message = first_error(err)
+        if loc:
+            raise RecipeError(f"{src}: {_recipe_key(recipe, branch, loc)}: {message}") from None
         raise RecipeError(f"{src}: Axolotl rejects the branch config of {branch.step_id}: {message}") from None
     except (ValueError, TypeError) as err:
         message = (str(err).strip() or type(err).__name__).splitlines()[0]

@@ -1,8 +1,9 @@
-"""The one error type of bad input, and reading the user's files without a traceback.
+"""The error types `mot` reports, and reading the user's files without a traceback.
 
 Every bad input raises a `UserError` (or a subclass: `RecipeError`, `DataError`, `EvalError` ...)
-whose message is one line naming the file, key or line at fault; the `mot` command prints it as
-`mot: error: <message>` and exits 2.
+whose message is one line naming the file, key or line at fault; a step of a run that fails raises
+`StepFailed`. The `mot` command prints either as `mot: error: <message>` and exits 2 (bad input) or
+1 (a failed step).
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import yaml
+from pydantic import ValidationError
+
+from mot_plugin.fields import PATTERN_MESSAGES
 
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 """Control characters (newlines included): refused wherever a value reaches a script or a path."""
@@ -20,6 +24,10 @@ CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 class UserError(ValueError):
     """Bad input: a one-line message naming the file, key or line at fault."""
+
+
+class StepFailed(RuntimeError):
+    """A step of a run failed; the message is one line that names its log."""
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -90,3 +98,18 @@ def no_control(value: str, where: str, error: type[Exception] = UserError) -> st
     if found:
         raise error(f"{where}: holds a control character ({found.group()!r}); not allowed here")
     return value
+
+
+def first_error(err: ValidationError) -> tuple[tuple, str]:
+    """pydantic's first error: where it is (its `loc`) and what is wrong, as one line."""
+    first = err.errors()[0]
+    msg = "unknown key" if first["type"] == "extra_forbidden" else first["msg"].removeprefix("Value error, ")
+    if first["type"] == "string_pattern_mismatch":
+        msg = f"{PATTERN_MESSAGES.get(first['ctx']['pattern'], msg)}: {first['input']!r}"
+    return tuple(first["loc"]), (msg.strip().splitlines() or [first["type"]])[0]
+
+
+def validation_message(err: ValidationError, prefix: str) -> str:
+    """pydantic's first error as one line, `<prefix>.<key>: <what is wrong>`."""
+    loc, msg = first_error(err)
+    return f"{'.'.join(str(p) for p in (prefix, *loc))}: {msg}"

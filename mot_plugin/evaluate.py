@@ -19,7 +19,7 @@ from mot_plugin.results import EvalMetrics, SliceMetrics
 # ---------------------------------------------------------------- generation
 
 
-def _generate(model_dir, prompts, *, n, batch_size, max_new_tokens, temperature, device, seed):
+def _generate(model_dir, prompts, *, n, batch_size, max_new_tokens, temperature, device=None, seed=0):
     """Generate n responses per prompt; return (texts per prompt, generated-token counts per prompt)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -89,7 +89,7 @@ def generate(model_dir, prompts, *, n=1, batch_size=16, max_new_tokens=128, temp
 # ---------------------------------------------------------------- evaluation
 
 
-def _generate_vllm(model_dir, prompts, *, n, batch_size, max_new_tokens, temperature, device, seed):
+def _generate_vllm(model_dir, prompts, *, n, batch_size, max_new_tokens, temperature, device=None, seed=0):
     """The same contract as `_generate`, with vLLM (not installed or tested on the CPU machines)."""
     try:
         from vllm import LLM, SamplingParams
@@ -120,8 +120,7 @@ def score_slices(tags: list[list[str]], correct: list[list[bool]]) -> dict[str, 
     return slices
 
 
-def evaluate(model_dir, settings: Eval, *, device=None, seed=0, samples_path: Path | None = None,
-             generator=None) -> EvalMetrics:
+def evaluate(model_dir, settings: Eval, *, samples_path: Path | None = None, generator=None) -> EvalMetrics:
     """Accuracy of the model in model_dir on `settings.data` (the first `settings.limit` problems),
     `settings.samples` samples each: greedy with one sample, else sampled at `settings.temperature`.
     With `samples_path`, every response is written there as JSON lines with its extracted answer and verdict.
@@ -132,8 +131,7 @@ def evaluate(model_dir, settings: Eval, *, device=None, seed=0, samples_path: Pa
     n = settings.samples
     generator = generator or backend_generator(settings)
     texts, counts = generator(model_dir, [r["prompt"] for r in rows], n=n, batch_size=settings.batch_size,
-                              max_new_tokens=settings.max_new_tokens, temperature=settings.temperature if n > 1 else 0.0,
-                              device=device, seed=seed)
+                              max_new_tokens=settings.max_new_tokens, temperature=settings.temperature if n > 1 else 0.0)
     correct, unextracted, samples = [], 0, []
     for number, (row, responses) in enumerate(zip(rows, texts)):
         marks = []

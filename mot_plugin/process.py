@@ -15,6 +15,8 @@ import threading
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
+from mot_plugin.errors import StepFailed
+
 if TYPE_CHECKING:
     from mot_plugin.recipe import Recipe
 
@@ -23,10 +25,6 @@ def python_command(module: str, *args: str) -> list[str]:
     """`python -P -m MODULE ARGS`: -P keeps the working directory off sys.path, so a stray `yaml.py`
     beside the recipe is never imported by a step."""
     return [sys.executable, "-P", "-m", module, *args]
-
-
-class StepFailed(RuntimeError):
-    """A step's command failed; the message is one line that names its log."""
 
 
 def die_with_parent() -> None:  # pragma: no cover - runs in the child

@@ -27,7 +27,7 @@ import yaml
 
 from mot_plugin.datahash import HASHES_FILE, DataHashes, files_under
 from mot_plugin.errors import UserError, load_yaml, read_text
-from mot_plugin.inputs import input_values, recipe_inputs
+from mot_plugin.recipe.walk import input_values, recipe_inputs
 from mot_plugin.recipe import HUB_ID, Recipe
 from mot_plugin.rundir import RECIPE_FILE, RECIPE_HEADER, SOURCE_FILE
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from mot_plugin.errors import UserError
+from mot_plugin.errors import UserError, first_error
 
 
 class StepResult(BaseModel):
@@ -145,6 +145,5 @@ def parse_result(kind: str, value: StepResult | dict[str, Any], where: str) -> S
     try:
         return model.model_validate(value)
     except ValidationError as err:
-        first = err.errors()[0]
-        key = ".".join(str(p) for p in first["loc"])
-        raise UserError(f"{where}: {kind} result field {key!r}: {first['msg']}") from None
+        loc, message = first_error(err)
+        raise UserError(f"{where}: {kind} result field {'.'.join(str(p) for p in loc)!r}: {message}") from None

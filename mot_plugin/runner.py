@@ -21,9 +21,9 @@ import pluggy
 from mot_plugin.atomic import fsync_tree, remove_tree, write_json
 from mot_plugin.diagnostics import merge_diagnostics
 from mot_plugin.environment import ENVIRONMENT_FILE, environment
+from mot_plugin.errors import StepFailed
 from mot_plugin.eta import eta_line
 from mot_plugin.planner import Plan, human_bytes, weights_bytes
-from mot_plugin.process import StepFailed
 from mot_plugin.rundir import (CURRENT_FILE, check_paths, clear_step, config_digest, diagnostics_path,
                                last_progress, read_result, run_lock, step_state, write_configs)
 from mot_plugin.results import StepResult, parse_result
@@ -139,12 +139,12 @@ class _Scheduler:
             with _progress(step, self.echo, self.running[step.id]):
                 result = hooks[step.kind](recipe=self.recipe, step=step)
             if result is None:
-                raise RuntimeError(f"{step.id}: no plugin ran this {step.kind} step")
+                raise StepFailed(f"{step.id}: no plugin ran this {step.kind} step")
             result = parse_result(step.kind, result, step.id)
             if step.kind == "merge":
                 result = result.model_copy(update={"diagnostics": self._diagnose(step)})
             if config_digest(step) != self.configs[step.id]:
-                raise RuntimeError(f"{step.config_path} changed while {step.id} ran; run again")
+                raise StepFailed(f"{step.config_path} changed while {step.id} ran; run again")
             fsync_tree(step.output_dir)
             self.finished.put((step, result, None))
         except BaseException as err:  # noqa: BLE001 - reported to the main thread, which raises it

@@ -3,7 +3,8 @@ result the in-branch Axolotl plugin leaves in the branch's output directory."""
 
 from __future__ import annotations
 
-from mot_plugin.process import StepFailed, python_command
+from mot_plugin.errors import StepFailed
+from mot_plugin.process import python_command
 from mot_plugin.recipe import Recipe
 from mot_plugin.results import BranchResult
 from mot_plugin.steps import RESULT_FILE, Step

@@ -13,7 +13,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from mot_plugin.atomic import read_json, write_text
-from mot_plugin.process import StepFailed
+from mot_plugin.errors import StepFailed
 from mot_plugin.recipe import Recipe, dump_yaml
 from mot_plugin.steps import Step
 

@@ -284,7 +284,7 @@ def test_the_sharing_walkthrough_reproduces_a_run(with_baselines, tmp_path):
     commits into a local stand-in of the hub's file API (the hub is never reached), every other line runs
     as written. The reproduction, trained and merged again, answers every problem as the original did."""
     from hub_server import HubServer
-    from mot_plugin.cli import _run_dir_plan
+    from mot_plugin.commands.common import run_dir_plan as _run_dir_plan
     from mot_plugin.push import uploads
 
     names = {"runs/toy": str(with_baselines), "../runs/toy": str(with_baselines)}

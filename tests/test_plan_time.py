@@ -13,7 +13,8 @@ from click.testing import CliRunner
 
 from conftest import FAST, recipe_data, write_recipe
 from mot_plugin import __version__, axolotl_config, eta
-from mot_plugin.cli import _run_dir_plan, main
+from mot_plugin.cli import main
+from mot_plugin.commands.common import run_dir_plan as _run_dir_plan
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -15,7 +15,8 @@ from click.testing import CliRunner
 
 from conftest import FAST, recipe_data, write_recipe
 from hub_server import HubServer
-from mot_plugin.cli import _run_dir_plan, main
+from mot_plugin.cli import main
+from mot_plugin.commands.common import run_dir_plan as _run_dir_plan
 from mot_plugin.published import with_mot_keys
 from mot_plugin.push import uploads
 
