@@ -183,11 +183,5 @@ def descriptions(plan: Any, entries: "Registry") -> list[Description]:
     return out
 
 
-def job_script(recipe: Recipe) -> str | None:
-    """Until the CLI shows `describe`: the first description's text."""
-    found = describe(recipe)
-    return found[0].text if found else None
-
-
 def risky(findings: list[Finding], allowed: tuple[str, ...]) -> list[Finding]:
     return [f for f in findings if f.kind and f.kind not in allowed]

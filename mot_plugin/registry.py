@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from mot_plugin.recipe import Recipe, RecipeError, validation_message
+from mot_plugin.errors import validation_message
+from mot_plugin.recipe import Recipe, RecipeError
 
 if TYPE_CHECKING:
     import pluggy
@@ -82,6 +83,8 @@ class MergeSizes:
     out_dtype: str
     copies: int = 0
     copy_dtype: str | None = None
+    copies_are: str = "copies of the student"
+    """What the copies are, in words, for `mot plan`'s disk line (`mergekit's LoRA merge cache`)."""
 
 
 @dataclass(frozen=True)

@@ -166,3 +166,31 @@ def _merge_io(plan: "Plan", spec: MergeSpec, entries: "Registry", sizes: dict[st
     out = params * DTYPE_BYTES.get(io.out_dtype, 4)
     copy = params * DTYPE_BYTES.get(io.copy_dtype or "", 4)
     return sum(sizes.get(path, 0) for path in io.inputs) + io.copies * copy, out + io.copies * copy, out
+
+
+def disk(plan: "Plan", entries: "Registry") -> str:
+    """The peak disk the run needs, and how it was estimated (`mot plan`'s `disk:` line)."""
+    recipe = plan.recipe
+    student = Path(recipe.student)
+    size = weights_bytes(student)
+    if not size:
+        return "unknown (the student is not a local directory)"
+    keep = "kept" if recipe.mot.keep_branches else "deleted after their merge"
+    if not recipe.adapter:
+        return (f"at most {human_bytes(plan.disk_estimate(size))} of weights at once (checkpoints of "
+                f"{human_bytes(size)}; branch weights {keep}), plus tokenized data")
+    branches = [s for s in plan.steps if isinstance(s.spec, BranchSpec)]
+    adapter = max(adapter_bytes(student, s.config) or 0 for s in branches)
+    merge = next(s.spec for s in plan.steps if isinstance(s.spec, MergeSpec))
+    executor, settings = entries.merge_executor(recipe.with_merge(merge.candidate))
+    io = executor.sizes(recipe.with_merge(merge.candidate), merge, settings) if executor.sizes else None
+    if io is None or not io.copies:
+        peak = plan.disk_estimate(size, adapter_bytes=adapter)
+        held = ""
+    else:
+        copy = merged_copy_bytes(student, io.copy_dtype or "") or size
+        peak = plan.disk_estimate(size, adapter_bytes=adapter, merge_copy_bytes=copy)
+        held = f"each merge briefly holds one {human_bytes(copy)} copy of the student per branch, {io.copies_are}; "
+    return (f"at most {human_bytes(peak)} of weights at once (students of {human_bytes(size)}; adapters of about "
+            f"{human_bytes(adapter)} each, estimated as lora_r x (in + out) float32 weights per targeted layer; "
+            f"{held}adapters {keep}), plus tokenized data")

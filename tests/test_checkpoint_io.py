@@ -14,7 +14,8 @@ from conftest import recipe_data, write_recipe
 from mot_plugin import checkpoint_io, sizes
 from mot_plugin.sizes import weight_shapes
 from mot_plugin.cli import main
-from mot_plugin.planner import human_bytes, plan_run
+from mot_plugin.planner import plan_run
+from mot_plugin.sizes import human_bytes
 from mot_plugin.plugins import plugin_manager
 from mot_plugin.recipe import RecipeError, parse_recipe
 

@@ -152,7 +152,8 @@ def sizes(recipe: Recipe, merge: MergeSpec, settings: Any = None) -> MergeSizes:
     if uses_base_model(recipe):
         inputs.append(merge.student)
     copies = sum(1 for branch in merge.branches if branch.adapter)
-    return MergeSizes(inputs, out_dtype(recipe), copies=copies, copy_dtype=recipe.mot.merge.dtype)
+    return MergeSizes(inputs, out_dtype(recipe), copies=copies, copy_dtype=recipe.mot.merge.dtype,
+                      copies_are="mergekit's LoRA merge cache")
 
 
 def run_merge(recipe: Recipe, step: Step, settings: Any = None) -> MergeResult:
