@@ -67,7 +67,7 @@ class Registered:
     """launcher, merge executor, baseline or eval backend."""
     name: str
     plugin: str
-    """The plugin that registered it (its name in the plugin manager)."""
+    """The plugin that registered it (its module)."""
     distribution: str
     """The installed distribution the plugin's module comes from ("" if none: a module on the path)."""
 
@@ -86,7 +86,7 @@ def registered(pm: pluggy.PluginManager) -> list[Registered]:
         impl.function(register=one)
         module = getattr(impl.plugin, "__name__", type(impl.plugin).__module__)
         dist = installed.get(id(impl.plugin)) or ", ".join(packages.get(module.partition(".")[0], []))
-        rows += [Registered(KINDS[kind], name, impl.plugin_name, dist)
+        rows += [Registered(KINDS[kind], name, module, dist)
                  for kind, entries in one.entries.items() for name in entries]
     order = list(KINDS.values())
     return sorted(rows, key=lambda r: (order.index(r.kind), r.name))
