@@ -32,8 +32,7 @@ from mot_plugin.report_md import _percent, render_markdown
 from mot_plugin.rundir import RECIPE_FILE, SOURCE_FILE
 from mot_plugin.steps import Step
 
-TAGS = ["merge-of-thought", "distillation", "axolotl"]
-"""The cards' tags; the recipe's merge executors are tagged after `distillation`."""
+TAGS = ["merge-of-thought", "distillation", "mergekit", "axolotl"]
 CARD = "README.md"
 PLOT = "accuracy.png"
 MERGEKIT_CONFIG = "mergekit_config.yml"
@@ -133,15 +132,10 @@ def _slice_accuracies(entry: dict) -> str:
     return f" ({slices})" if slices else ""
 
 
-def _tags(plan: Plan) -> list[str]:
-    executors = list(dict.fromkeys(merge.executor for _, merge in plan.recipe.merges()))
-    return [*TAGS[:2], *executors, *TAGS[2:]]
-
-
 def _card_data(plan: Plan, origin: Origin, round_: int, name: str, results: list[EvalResult]) -> ModelCardData:
     relation = ("finetune" if round_ == 1 else "merge") if origin.hub_id else None
     return ModelCardData(
-        base_model=origin.hub_id, base_model_relation=relation, **card_license(origin.license), tags=_tags(plan),
+        base_model=origin.hub_id, base_model_relation=relation, **card_license(origin.license), tags=TAGS,
         datasets=_hub_datasets(plan) or None, library_name="transformers", pipeline_tag="text-generation",
         model_name=name if results else None, eval_results=results or None,
     )

@@ -20,6 +20,7 @@ NOT_A_BUILTIN = {
     ("environment.py", "mergekit"): "a distribution whose version is recorded",
     ("environment.py", "transformers"): "a distribution whose version is recorded",
     ("card.py", "transformers"): "the model card's library_name",
+    ("card.py", "mergekit"): "a hub tag every card carries (whichever executor merged)",
     ("warm.py", "transformers"): "a module the warm server imports",
 }
 """(module, string) pairs where a built-in's name means something else."""
