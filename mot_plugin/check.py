@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 from mot_plugin.axolotl_config import HUB_KEYS
 from mot_plugin.findings import SECTIONS, Description, Finding
 from mot_plugin.recipe import Recipe
+from mot_plugin.recipe.walk import dataset_inputs, eval_inputs, model_inputs, named
 
 if TYPE_CHECKING:
     from mot_plugin.registry import Registry
@@ -113,37 +114,29 @@ def find(recipe: Recipe, folder: Path, written: dict[str, Any] | None = None,
         elif isinstance(value, str) and URL.match(value) and key not in reported:
             out.append(Finding("contacts", "url", key, value))
     revision = recipe.axolotl.get("revision_of_model")
-    for key in ("base_model", "tokenizer_config", "lora_model_dir"):
-        value = recipe.axolotl.get(key)
-        if not value:
-            continue
-        if Path(value).is_absolute():
-            out.append(_local("reads", key, value, folder, written))
-        elif key == "base_model" and revision:
-            out.append(Finding("contacts", None, key, value, f"hub, revision {revision}"))
+    for found in named(model_inputs(data)):
+        if found.local:
+            out.append(_local("reads", found.key, found.value, folder, written))
+        elif found.key == "base_model" and revision:
+            out.append(Finding("contacts", None, found.key, found.value, f"hub, revision {revision}"))
         else:
-            out.append(Finding("contacts", "hub", key, value, "hub, no revision pinned"))
-    for i, teacher in enumerate(mot.teachers):
-        for j, entry in enumerate(teacher.datasets):
-            where = f"mot.teachers.{i}.datasets.{j}"
-            kind = entry.get("type")
-            if isinstance(kind, str) and "." in kind:
-                out.append(Finding("executes", "dataset-code", f"{where}.type", kind))
-            path = entry.get("path")
-            if not isinstance(path, str):
-                continue
-            if Path(path).is_absolute():
-                out.append(_local("reads", f"{where}.path", path, folder, written))
-            elif entry.get("revision"):
-                out.append(Finding("contacts", None, f"{where}.path", path, f"hub dataset, revision {entry['revision']}"))
-            else:
-                out.append(Finding("contacts", "hub", f"{where}.path", path, "hub dataset, no revision pinned"))
-    if mot.eval:
-        out.append(_local("reads", "mot.eval.data", mot.eval.data, folder, written))
+            out.append(Finding("contacts", "hub", found.key, found.value, "hub, no revision pinned"))
+    for found in dataset_inputs(data):
+        where, entry = found.key.removesuffix(".path"), found.entry or {}
+        kind = entry.get("type")
+        if isinstance(kind, str) and "." in kind:
+            out.append(Finding("executes", "dataset-code", f"{where}.type", kind))
+        if not isinstance(found.value, str):
+            continue
+        if found.local:
+            out.append(_local("reads", found.key, found.value, folder, written))
+        elif entry.get("revision"):
+            out.append(Finding("contacts", None, found.key, found.value, f"hub dataset, revision {entry['revision']}"))
+        else:
+            out.append(Finding("contacts", "hub", found.key, found.value, "hub dataset, no revision pinned"))
+    out += [_local("reads", found.key, found.value, folder, written) for found in named(eval_inputs(data))]
     if mot.published:
         out.append(_local("reads", "mot.published", mot.published, folder, written))
-    if recipe.validation:
-        out.append(_local("reads", "mot.eval.validation", recipe.validation, folder, written))
     out.append(_local("writes", "mot.run_dir", str(recipe.run_dir), folder, written))
     return out + own
 
