@@ -63,3 +63,18 @@ def test_the_example_executor_reports_what_it_reads(toy, tmp_path):
     assert result.exit_code == 0, result.output
     assert "merge reads " in result.output and "checkpoint I/O (0.8M parameters" in result.output
     assert not Path(tmp_path / "run" / "mergekit-methods.json").exists(), "mergekit's methods are shipped data"
+
+
+def test_launch_devices_is_read_from_its_old_place_with_a_note(toy, tmp_path):
+    """`launch.devices` moved into the local launcher's block, `launch.local.devices`."""
+    old = recipe_data(toy, tmp_path / "run", rounds=1, **FAST, launch={"parallel": 2, "devices": ["0", "1"]})
+    result = CliRunner().invoke(main, ["plan", str(write_recipe(tmp_path / "r.yaml", old))])
+    assert result.exit_code == 0, result.output
+    assert "note: mot.launch.devices: read as mot.launch.local.devices" in result.output
+    assert parse_recipe(old).mot.launch.model_extra["local"] == {"devices": ["0", "1"]}
+    both = recipe_data(toy, tmp_path / "run", rounds=1, launch={"devices": ["0"], "local": {"devices": ["1"]}})
+    refused = CliRunner().invoke(main, ["plan", str(write_recipe(tmp_path / "r.yaml", both))])
+    assert refused.exit_code == 2 and "launch.devices: moved to launch.local.devices" in refused.stderr
+    new = recipe_data(toy, tmp_path / "run", rounds=1, launch={"parallel": 2, "local": {"devices": ["0"]}})
+    short = CliRunner().invoke(main, ["plan", str(write_recipe(tmp_path / "r.yaml", new))])
+    assert short.exit_code == 2 and "mot.launch.local.devices: 1 device groups for launch.parallel 2" in short.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import click
@@ -185,7 +186,7 @@ def _known_kinds(allowed: tuple[str, ...], entries: Registry) -> None:
         raise UserError(f"--allow: unknown kind {unknown[0]!r} (kinds: {', '.join(kinds)})")
 
 
-def _show_findings(findings: list, allowed: tuple[str, ...], described: list[Description] = ()) -> list:
+def _show_findings(findings: list, allowed: tuple[str, ...], described: Sequence[Description] = ()) -> list:
     """Print the findings section by section (`mot check`'s screen); return the risky ones not allowed."""
     from mot_plugin import check as checks
 
