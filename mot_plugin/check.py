@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 from mot_plugin.axolotl_config import HUB_KEYS
-from mot_plugin.findings import SECTIONS, Description, Finding
+from mot_plugin.findings import Description, Finding
 from mot_plugin.recipe import Recipe
 from mot_plugin.recipe.walk import dataset_inputs, eval_inputs, model_inputs, named
 
@@ -27,7 +27,6 @@ KINDS = {
     "outside-path": "reads or writes outside the recipe's folder and the working directory",
 }
 """Kinds of risky findings (`mot check --allow KIND`); registered entries add theirs (`risks`)."""
-__all__ = ["SECTIONS", "Description", "Finding", "describe", "find", "kinds", "risky"]
 TRACKER_KEYS = ("use_wandb", "wandb_project", "wandb_entity", "use_mlflow", "mlflow_tracking_uri",
                 "mlflow_experiment_name", "use_comet", "comet_project_name", "comet_api_key", "swanlab_project",
                 "use_tensorboard")

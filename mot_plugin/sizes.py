@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mot_plugin.adapters import PEFT_DEFAULT_R
-from mot_plugin.steps import BranchSpec, ChooseSpec, EvalSpec, MergeSpec, Step
+from mot_plugin.steps import BranchSpec, ChooseSpec, EvalSpec, MergeSpec
 
 if TYPE_CHECKING:
     from mot_plugin.planner import Plan

@@ -12,7 +12,7 @@ from mot_plugin import adapters, checkpoint_io, choices
 from mot_plugin.check import descriptions
 from mot_plugin.commands.common import ALLOW_OPTION, SEED_OPTION, STRICT_OPTION, located, recipe_plans, run_command
 from mot_plugin.errors import UserError, load_yaml
-from mot_plugin.findings import Description
+from mot_plugin.findings import SECTIONS, Description
 from mot_plugin.planner import Plan, plan_run
 from mot_plugin.plugins import plugin_manager
 from mot_plugin.recipe import RecipeError, load_recipe
@@ -191,7 +191,7 @@ def _show_findings(findings: list, allowed: tuple[str, ...], described: Sequence
     from mot_plugin import check as checks
 
     bad = checks.risky(findings, allowed)
-    for section in checks.SECTIONS:
+    for section in SECTIONS:
         rows = [f for f in findings if f.section == section]
         if rows:
             click.echo(f"{section.capitalize()}:")
