@@ -9,7 +9,7 @@ optimizer steps) and merge.
 
     .venv/bin/python benchmarks/bench_parallel.py [--work DIR] [--steps N] [--devices 0 1]
 
-`--devices` gives the two-at-a-time run one `CUDA_VISIBLE_DEVICES` group per branch (`launch.devices`).
+`--devices` gives the two-at-a-time run one `CUDA_VISIBLE_DEVICES` group per branch (`launch.local.devices`).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def recipe_for(work: Path, parallel: int, steps: int, devices: list[str]) -> Pat
     template = data["mot"]["teachers"][0]["datasets"][0]
     data["mot"].update(
         run_dir=str(work / f"parallel-{parallel}"), rounds=1, steps_per_round=steps, baselines=[], eval=None,
-        launch={"parallel": parallel, "devices": devices if parallel > 1 else []},
+        launch={"parallel": parallel, "local": {"devices": devices if parallel > 1 else []}},
         teachers=[{"name": name, "datasets": [{**template, "path": str(work / f"toy/data/{corpus}.jsonl")}]}
                   for name, corpus in TEACHERS.items()],
     )

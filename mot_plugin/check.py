@@ -4,42 +4,33 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from mot_plugin.axolotl_config import HUB_KEYS
+from mot_plugin.findings import Description, Finding
 from mot_plugin.recipe import Recipe
+from mot_plugin.recipe.walk import dataset_inputs, eval_inputs, model_inputs, named
+
+if TYPE_CHECKING:
+    from mot_plugin.registry import Registry
 
 KINDS = {
     "plugin": "imports a Python module as a MoT plugin (mot.plugins)",
     "axolotl-plugin": "imports a Python class into every branch (Axolotl plugins)",
     "dataset-code": "a dotted dataset type: Axolotl imports that module to format the data",
     "remote-code": "trust_remote_code: runs the model's or dataset's own Python from the hub",
-    "shell": "shell lines run in every Slurm job",
     "hub": "a hub model or dataset without a pinned revision (its content can change)",
     "push": "uploads to the Hugging Face hub",
     "tracker": "sends metrics to an experiment tracker",
-    "ray": "connects to a Ray cluster",
     "url": "a URL",
     "outside-path": "reads or writes outside the recipe's folder and the working directory",
 }
-"""Kinds of risky findings (`mot check --allow KIND`)."""
-SECTIONS = ("executes", "reads", "writes", "contacts")
+"""Kinds of risky findings (`mot check --allow KIND`); registered entries add theirs (`risks`)."""
 TRACKER_KEYS = ("use_wandb", "wandb_project", "wandb_entity", "use_mlflow", "mlflow_tracking_uri",
                 "mlflow_experiment_name", "use_comet", "comet_project_name", "comet_api_key", "swanlab_project",
                 "use_tensorboard")
 URL = re.compile(r"^[a-z][a-z0-9+.-]*://", re.I)
-
-
-@dataclass(frozen=True)
-class Finding:
-    section: str
-    kind: str | None
-    """A key of KINDS when the finding is risky; None when it is only listed."""
-    key: str
-    value: str
-    note: str = ""
 
 
 def _walk(value: Any, key: str) -> Iterator[tuple[str, Any]]:
@@ -81,10 +72,28 @@ def _local(section: str, key: str, path: str, folder: Path, written: dict[str, A
     return Finding(section, "outside-path", key, path, f"outside {folder} and the working directory")
 
 
-def find(recipe: Recipe, folder: Path, written: dict[str, Any] | None = None) -> list[Finding]:
+def registry() -> "Registry":
+    """The built-in and installed plugins' entries (a recipe's own `mot.plugins` are not imported)."""
+    from mot_plugin.plugins import plugin_manager
+    from mot_plugin.registry import collect
+
+    return collect(plugin_manager(()).hook)
+
+
+def kinds(entries: "Registry | None" = None) -> dict[str, str]:
+    """Every kind of risky finding, with what it means: KINDS and the registered entries' own."""
+    return {**KINDS, **(entries or registry()).risks()}
+
+
+def find(recipe: Recipe, folder: Path, written: dict[str, Any] | None = None,
+         entries: "Registry | None" = None) -> list[Finding]:
     """Every finding of `recipe`, whose paths are judged against `folder` (the recipe's folder) and,
-    for those the recipe's text (`written`: its YAML data) gives relative, the working directory."""
+    for those the recipe's text (`written`: its YAML data) gives relative, the working directory;
+    the selected launcher's, merge executors' and eval backend's own findings last."""
     written = dict(_walk(written or {}, ""))
+    selected = (entries or registry()).selected(recipe)
+    own = [f for entry, settings in selected if entry.findings for f in entry.findings(recipe, settings)]
+    reported = {f.key for f in own}
     mot, out = recipe.mot, []
     out += [Finding("executes", "plugin", "mot.plugins", name) for name in mot.plugins]
     for prefix, block in _axolotl_blocks(recipe):
@@ -101,68 +110,69 @@ def find(recipe: Recipe, folder: Path, written: dict[str, Any] | None = None) ->
     for key, value in _walk(data, ""):
         if key.rsplit(".", 1)[-1] == "trust_remote_code" and value:
             out.append(Finding("executes", "remote-code", key, str(value)))
-        elif isinstance(value, str) and URL.match(value) and not key.startswith("mot.launch.ray"):
+        elif isinstance(value, str) and URL.match(value) and key not in reported:
             out.append(Finding("contacts", "url", key, value))
     revision = recipe.axolotl.get("revision_of_model")
-    for key in ("base_model", "tokenizer_config", "lora_model_dir"):
-        value = recipe.axolotl.get(key)
-        if not value:
-            continue
-        if Path(value).is_absolute():
-            out.append(_local("reads", key, value, folder, written))
-        elif key == "base_model" and revision:
-            out.append(Finding("contacts", None, key, value, f"hub, revision {revision}"))
+    for found in named(model_inputs(data)):
+        if found.local:
+            out.append(_local("reads", found.key, found.value, folder, written))
+        elif found.key == "base_model" and revision:
+            out.append(Finding("contacts", None, found.key, found.value, f"hub, revision {revision}"))
         else:
-            out.append(Finding("contacts", "hub", key, value, "hub, no revision pinned"))
-    for i, teacher in enumerate(mot.teachers):
-        for j, entry in enumerate(teacher.datasets):
-            where = f"mot.teachers.{i}.datasets.{j}"
-            kind = entry.get("type")
-            if isinstance(kind, str) and "." in kind:
-                out.append(Finding("executes", "dataset-code", f"{where}.type", kind))
-            path = entry.get("path")
-            if not isinstance(path, str):
-                continue
-            if Path(path).is_absolute():
-                out.append(_local("reads", f"{where}.path", path, folder, written))
-            elif entry.get("revision"):
-                out.append(Finding("contacts", None, f"{where}.path", path, f"hub dataset, revision {entry['revision']}"))
-            else:
-                out.append(Finding("contacts", "hub", f"{where}.path", path, "hub dataset, no revision pinned"))
-    if mot.eval:
-        out.append(_local("reads", "mot.eval.data", mot.eval.data, folder, written))
+            out.append(Finding("contacts", "hub", found.key, found.value, "hub, no revision pinned"))
+    for found in dataset_inputs(data):
+        where, entry = found.key.removesuffix(".path"), found.entry or {}
+        kind = entry.get("type")
+        if isinstance(kind, str) and "." in kind:
+            out.append(Finding("executes", "dataset-code", f"{where}.type", kind))
+        if not isinstance(found.value, str):
+            continue
+        if found.local:
+            out.append(_local("reads", found.key, found.value, folder, written))
+        elif entry.get("revision"):
+            out.append(Finding("contacts", None, found.key, found.value, f"hub dataset, revision {entry['revision']}"))
+        else:
+            out.append(Finding("contacts", "hub", found.key, found.value, "hub dataset, no revision pinned"))
+    out += [_local("reads", found.key, found.value, folder, written) for found in named(eval_inputs(data))]
     if mot.published:
         out.append(_local("reads", "mot.published", mot.published, folder, written))
-    if recipe.validation:
-        out.append(_local("reads", "mot.eval.validation", recipe.validation, folder, written))
     out.append(_local("writes", "mot.run_dir", str(recipe.run_dir), folder, written))
-    launch = mot.launch
-    if launch.launcher == "ray":
-        from mot_plugin.builtin.ray_launcher import settings_of
-
-        address = settings_of(recipe).address
-        out.append(Finding("contacts", "ray", "mot.launch.ray.address", address) if address
-                   else Finding("executes", None, "mot.launch.launcher", "ray", "a local Ray cluster on this machine"))
-    if launch.launcher == "slurm":
-        from mot_plugin.builtin.slurm_launcher import settings_of as slurm_settings
-
-        slurm = slurm_settings(recipe)
-        out += [Finding("executes", "shell", f"mot.launch.slurm.setup.{i}", line) for i, line in enumerate(slurm.setup)]
-        out += [Finding("executes", None, "mot.launch.slurm.sbatch_args", " ".join(slurm.sbatch_args))]
-    return out
+    return out + own
 
 
-def job_script(recipe: Recipe) -> str | None:
-    """The batch script of the recipe's first branch, as the Slurm launcher would write it."""
-    if recipe.mot.launch.launcher != "slurm":
-        return None
-    from mot_plugin.builtin import slurm_launcher
+def describe(recipe: Recipe, entries: "Registry | None" = None) -> list[Description]:
+    """What the selected launcher and merge executors will run (`descriptions` of the recipe's plan)."""
     from mot_plugin.planner import plan_run
     from mot_plugin.plugins import plugin_manager
 
-    plan = plan_run(recipe, plugin_manager(()).hook)
-    step = next(s for s in plan.steps if s.kind == "branch")
-    return slurm_launcher.job_script(recipe, step, Path.cwd(), slurm_launcher.job_env())
+    entries = entries or registry()
+    if not any(getattr(entry, "describe", None) for entry, _ in entries.selected(recipe)):
+        return []
+    return descriptions(plan_run(recipe, plugin_manager(()).hook), entries)
+
+
+def descriptions(plan: Any, entries: "Registry") -> list[Description]:
+    """The launcher's description of the plan's first branch, and each merge executor's of its
+    first merge (for `mot plan` and `mot check`)."""
+    from mot_plugin.registry import Launcher, MergeExecutor
+    from mot_plugin.steps import BranchSpec, MergeSpec
+
+    out, seen = [], set()
+    launcher = plan.recipe.mot.launch.launcher
+    branch = next((s for s in plan.steps if isinstance(s.spec, BranchSpec)), None)
+    if branch is not None and launcher in entries.entries[Launcher]:
+        entry, settings = entries.launcher(plan.recipe)
+        if entry.describe is not None:
+            out.append(entry.describe(plan.recipe, branch, settings))
+    for step in (s for s in plan.steps if isinstance(s.spec, MergeSpec)):
+        recipe = plan.recipe.with_merge(step.spec.candidate)
+        if recipe.mot.merge.executor not in entries.entries[MergeExecutor]:
+            continue
+        entry, settings = entries.merge_executor(recipe)
+        if entry.describe is not None and entry.name not in seen:
+            seen.add(entry.name)
+            out.append(entry.describe(recipe, step, settings))
+    return out
 
 
 def risky(findings: list[Finding], allowed: tuple[str, ...]) -> list[Finding]:

@@ -1,100 +1,29 @@
-"""The checkpoint bytes each round reads and writes, for `mot plan`: branches load their student and
-save their weights, a merge reads its inputs and writes one checkpoint, an evaluation reads one.
-
-Sizes come from the student's safetensors headers (parameter count, no torch) and the dtypes the
-recipe sets: a branch saves in the dtype it trains in (`Recipe.train_dtype`, else the student's
-own), a merge in its `out_dtype`. Adapter branches save adapters (`mot_plugin.adapters`), and their
-merge reads the student and each adapter, and writes and reads one merged copy of the student per
-branch (mergekit's LoRA merge cache). Tokenized data and optimizer state are not counted.
-"""
+"""The checkpoint bytes each round reads and writes, in the lines `mot plan` prints (the sizes:
+`mot_plugin.sizes`)."""
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-from pathlib import Path
 from itertools import groupby
+from typing import TYPE_CHECKING
 
-from mot_plugin.adapters import DTYPE_BYTES, adapter_bytes, weight_shapes
-from mot_plugin.planner import Plan, human_bytes, weights_bytes
-from mot_plugin.steps import Step
+from mot_plugin.sizes import KindIO, UnknownSizes, human_bytes, round_io, student_params
+
+if TYPE_CHECKING:
+    from mot_plugin.planner import Plan
+    from mot_plugin.registry import Registry
 
 KINDS = {"branch": ("branches", "read", "write"), "merge": ("merge", "reads", "writes"),
          "eval": ("evaluations", "read", "write")}
 """The kinds of step that move weights, as `mot plan` names them (with their verbs)."""
 
 
-@dataclass
-class KindIO:
-    """What the steps of one kind in one round read and write, in bytes."""
-
-    steps: int = 0
-    read: int = 0
-    written: int = 0
-
-
-def student_params(student: str) -> tuple[int, int] | None:
-    """(parameters, bytes) of a local safetensors checkpoint, from its headers; None otherwise."""
-    path = Path(student)
-    shapes = weight_shapes(path) if path.is_dir() else {}
-    if not shapes:
-        return None
-    return sum(math.prod(shape) for shape in shapes.values()), weights_bytes(path)
-
-
-def round_io(plan: Plan, found: tuple[int, int] | None = None) -> dict[int, dict[str, KindIO]] | None:
-    """Per round (0: the student's evaluation and the baselines), per kind of step: the bytes read and
-    written. None when the student is not a local safetensors checkpoint (a hub id, or missing).
-    `found`: the student's `student_params`, when the caller has them."""
-    recipe = plan.recipe
-    found = found or student_params(recipe.student)
-    if found is None:
-        return None
-    params, student_bytes = found
-    branch_bytes = params * DTYPE_BYTES[recipe.train_dtype] if recipe.train_dtype else student_bytes
-    sizes = {recipe.student: student_bytes}
-    rounds: dict[int, dict[str, KindIO]] = {}
-    for step in plan.steps:
-        if step.kind == "choose":  # links one of the candidates it reads: no bytes moved
-            sizes[str(step.output_dir)] = max(sizes.get(str(Path(c["merged"])), 0) for c in step.config["candidates"])
-        if step.kind not in KINDS:
-            continue
-        read, written = _step_io(step, sizes, recipe.student, params, branch_bytes)
-        io = rounds.setdefault(step.round, {}).setdefault(step.kind, KindIO())
-        io.steps += 1
-        io.read += read
-        io.written += written
-    return rounds
-
-
-def _step_io(step: Step, sizes: dict[str, int], student: str, params: int, branch_bytes: int) -> tuple[int, int]:
-    """(read, written) bytes of one step; records the size of what it writes in `sizes`."""
-    if step.kind == "eval":
-        return sizes.get(step.spec.model, 0), 0
-    if step.kind == "branch":
-        # every round's student has the recipe's student's shapes
-        written = (adapter_bytes(Path(student), step.config) or 0) if step.spec.adapter else branch_bytes
-        sizes[str(step.output_dir)] = written
-        return sizes.get(step.spec.student, 0), written
-    config = step.config
-    out = params * DTYPE_BYTES.get(config.get("out_dtype"), 4)
-    read, written = 0, out
-    for model in [m["model"] for m in config["models"]] + ([config["base_model"]] if "base_model" in config else []):
-        if "+" in model:  # student+adapter: the student merged with the adapter into a copy, read back
-            base, adapter = model.split("+", 1)
-            copy = params * DTYPE_BYTES.get(config.get("dtype"), 4)
-            read += sizes.get(base, 0) + sizes.get(adapter, 0) + copy
-            written += copy
-        else:
-            read += sizes.get(model, 0)
-    sizes[str(step.output_dir)] = out
-    return read, written
-
-
-def describe(plan: Plan) -> list[str]:
+def describe(plan: "Plan", entries: "Registry | None" = None) -> list[str]:
     """Lines for `mot plan`: each round's checkpoint reads and writes (identical rounds folded)."""
     found = student_params(plan.recipe.student)
-    rounds = round_io(plan, found)
+    try:
+        rounds = round_io(plan, found, entries)
+    except UnknownSizes as err:
+        return [f"checkpoint I/O: unknown ({err})"]
     if rounds is None:
         return ["checkpoint I/O: unknown (the student is not a local safetensors checkpoint)"]
     params, _ = found

@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 
 from mot_plugin import __version__
-from mot_plugin.commands import planning, runs, setup
+from mot_plugin.commands import listing, planning, runs, setup
 from mot_plugin.data.cli import data
 from mot_plugin.errors import StepFailed, UserError, fail
 
@@ -36,7 +36,7 @@ def main() -> None:
 
 
 for command in (planning.plan, planning.check, planning.init, runs.run, runs.status, runs.report, runs.compare,
-                runs.eval_, runs.push, setup.toy, setup.student_from_gguf, data):
+                runs.eval_, runs.push, setup.toy, setup.student_from_gguf, listing.plugins, data):
     main.add_command(command)
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 `mot_register` adds named launchers, merge executors, baselines and eval backends that a recipe
 selects by name (`mot_plugin.registry`). Planning hooks return values and have no side effects; a plugin adjusts the built-in result with
 a `wrapper=True` implementation (`config = yield; ...; return config`). Execution hooks are
-first-result: the built-in implementation (`registry.Selected`: what the recipe selected) is
+first-result: the built-in implementation (`mot_plugin.builtin.selected.Selected`: what the recipe selected) is
 `trylast`, so a plugin that returns a result takes the step over. A step's result is the model of
 its kind in `mot_plugin.results` (or a dict of its fields, which the runner validates into that model).
 """

@@ -82,21 +82,6 @@ class Plan:
         return peak
 
 
-def weights_bytes(model: Path) -> int | None:
-    """Bytes of a local checkpoint's weight files; None if `model` is not a local directory."""
-    if not model.is_dir():
-        return None
-    return sum(f.stat().st_size for pattern in ("*.safetensors", "*.bin") for f in model.glob(pattern))
-
-
-def human_bytes(size: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if size < 1024 or unit == "TB":
-            return f"{size:.1f} {unit}"
-        size /= 1024
-    raise AssertionError
-
-
 PER_BRANCH_KEYS = ("base_model", "output_dir", "max_steps", "seed", "mot_step")
 """Branch config keys that do not change how a teacher's data is tokenized."""
 

@@ -6,16 +6,18 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from dataclasses import dataclass
 
 import pluggy
 
 from mot_plugin import hookspecs
 from mot_plugin.recipe import RecipeError
-from mot_plugin.registry import Selected, collect
+from mot_plugin.builtin.selected import Selected
+from mot_plugin.registry import collect
 
 ENTRY_POINT_GROUP = "mot"
 """Installed packages add MoT plugins under this entry-point group."""
-SELECTED = "mot_plugin.registry.Selected"
+SELECTED = "mot_plugin.builtin.selected.Selected"
 """The built-in execution hooks: run what the recipe selected from the registry."""
 TRACE_ENV = "MOT_TRACE_HOOKS"
 """Set to 1 to print every hook call and its result to stderr."""
@@ -55,3 +57,36 @@ def plugin_manager(modules: list[str] | tuple[str, ...] = ()) -> pluggy.PluginMa
         pm.trace.root.setwriter(lambda text: sys.stderr.write(f"[mot hooks] {text}"))
         pm.enable_tracing()
     return pm
+
+
+@dataclass(frozen=True)
+class Registered:
+    """One registered entry, for `mot plugins`."""
+
+    kind: str
+    """launcher, merge executor, baseline or eval backend."""
+    name: str
+    plugin: str
+    """The plugin that registered it (its module)."""
+    distribution: str
+    """The installed distribution the plugin's module comes from ("" if none: a module on the path)."""
+
+
+def registered(pm: pluggy.PluginManager) -> list[Registered]:
+    """Every entry the plugins of `pm` register, by kind then name, with where each comes from."""
+    from importlib.metadata import packages_distributions
+
+    from mot_plugin.registry import KINDS, Registry
+
+    installed = {id(plugin): dist.project_name for plugin, dist in pm.list_plugin_distinfo()}
+    packages = packages_distributions()
+    rows = []
+    for impl in pm.hook.mot_register.get_hookimpls():
+        one = Registry()
+        impl.function(register=one)
+        module = getattr(impl.plugin, "__name__", type(impl.plugin).__module__)
+        dist = installed.get(id(impl.plugin)) or ", ".join(dict.fromkeys(packages.get(module.partition(".")[0], [])))
+        rows += [Registered(KINDS[kind], name, module, dist)
+                 for kind, entries in one.entries.items() for name in entries]
+    order = list(KINDS.values())
+    return sorted(rows, key=lambda r: (order.index(r.kind), r.name))

@@ -4,23 +4,24 @@ Every plugin (the built-ins too) may implement `mot_register(register)` and call
 with a `Launcher`, `MergeExecutor`, `Baseline` or `EvalBackend`. The recipe selects each by name
 (`launch.launcher`, `merge.executor`, `baselines`, `eval.backend`); each entry's own `settings`
 model validates its own block of the recipe (`launch.<name>`, `merge.<name>`, `eval.<name>`, a
-baseline's mapping in `baselines`). `Selected` is the built-in implementation of the execution
-hooks: it runs what the recipe selected unless a plugin's hook returned first.
+baseline's mapping in `baselines`). `mot_plugin.builtin.selected.Selected` runs what the recipe
+selected unless a plugin's hook returned first.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from mot_plugin.hookspecs import hookimpl
-from mot_plugin.recipe import Recipe, RecipeError, validation_message
+from mot_plugin.errors import validation_message
+from mot_plugin.recipe import Recipe, RecipeError
 
 if TYPE_CHECKING:
     import pluggy
 
+    from mot_plugin.findings import Description, Finding
     from mot_plugin.results import BranchResult, MergeResult
     from mot_plugin.steps import MergeSpec, Step
 
@@ -41,8 +42,12 @@ class Launcher:
     settings: type[BaseModel] = NoSettings
     check: Callable[[Recipe, Any], None] | None = None
     """Refuse a recipe this launcher cannot run here (raise `RecipeError`); called before planning."""
-    describe: Callable[[Recipe, "Step", Any], list[str]] | None = None
-    """Lines `mot plan` prints about how the first branch will be launched (a job script)."""
+    describe: Callable[[Recipe, "Step", Any], "Description"] | None = None
+    """How the first branch will be launched (a job script), shown by `mot plan` and `mot check`."""
+    findings: Callable[[Recipe, Any], list["Finding"]] | None = None
+    """What the launcher executes or contacts beyond the branch itself, for `mot check`."""
+    risks: dict[str, str] = field(default_factory=dict)
+    """The kinds of risky finding it reports, each with what it means (`mot check --allow KIND`)."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,29 @@ class MergeExecutor:
     """Merge as `step.config_path` says into `step.output_dir`; return its `MergeResult`."""
     settings: type[BaseModel] = NoSettings
     check: Callable[[Recipe, Any], None] | None = None
+    sizes: Callable[[Recipe, "MergeSpec", Any], "MergeSizes"] | None = None
+    """What a merge reads and writes (`MergeSizes`), for the checkpoint I/O `mot plan` shows
+    (without it, `mot plan` says the I/O is unknown)."""
+    describe: Callable[[Recipe, "Step", Any], "Description"] | None = None
+    """What the first merge will run, shown by `mot plan` and `mot check`."""
+    findings: Callable[[Recipe, Any], list["Finding"]] | None = None
+    """What the executor executes or contacts beyond the merge itself, for `mot check`."""
+    risks: dict[str, str] = field(default_factory=dict)
+    """The kinds of risky finding it reports, each with what it means (`mot check --allow KIND`)."""
+
+
+@dataclass(frozen=True)
+class MergeSizes:
+    """What one merge reads and writes, as its executor runs it: `inputs` (paths of the checkpoints and
+    adapters it reads), the merged weights in `out_dtype`, and `copies` full copies of the student in
+    `copy_dtype` written and read back on the way (mergekit's merge of each adapter into the student)."""
+
+    inputs: list[str]
+    out_dtype: str
+    copies: int = 0
+    copy_dtype: str | None = None
+    copies_are: str = "copies of the student"
+    """What the copies are, in words, for `mot plan`'s disk line (`mergekit's LoRA merge cache`)."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +107,10 @@ class EvalBackend:
     `n` responses per prompt and their generated-token counts; mot grades them."""
     settings: type[BaseModel] = NoSettings
     check: Callable[[Recipe, Any], None] | None = None
+    findings: Callable[[Recipe, Any], list["Finding"]] | None = None
+    """What the backend executes or contacts beyond the evaluation itself, for `mot check`."""
+    risks: dict[str, str] = field(default_factory=dict)
+    """The kinds of risky finding it reports, each with what it means (`mot check --allow KIND`)."""
 
 
 Entry = Launcher | MergeExecutor | Baseline | EvalBackend
@@ -138,6 +170,28 @@ class Registry:
             chosen.append((entry, self._settings(entry, block, f"mot.baselines.{i}.{name}")))
         return chosen
 
+    def selected(self, recipe: Recipe) -> list[tuple[Entry, Any]]:
+        """The launcher, every merge's executor (each candidate's) and the eval backend the recipe
+        selects, with their settings, each once; a name no entry is registered under is skipped (a
+        recipe plugin's, which `mot check` does not import)."""
+        picks = [(Launcher, recipe.mot.launch.launcher, lambda: self.launcher(recipe))]
+        for name, _ in recipe.merges():
+            merging = recipe.with_merge(name)
+            picks.append((MergeExecutor, merging.mot.merge.executor, lambda r=merging: self.merge_executor(r)))
+        if recipe.mot.eval is not None:
+            picks.append((EvalBackend, recipe.mot.eval.backend, lambda: self.eval_backend(recipe)))
+        chosen: list[tuple[Entry, Any]] = []
+        for kind, name, pick in picks:
+            found = pick() if name in self.entries[kind] else None
+            if found is not None and found not in chosen:
+                chosen.append(found)
+        return chosen
+
+    def risks(self) -> dict[str, str]:
+        """Every kind of risky finding the registered entries report, with what it means."""
+        return {kind: meaning for entries in self.entries.values() for entry in entries.values()
+                for kind, meaning in getattr(entry, "risks", {}).items()}
+
     def check(self, recipe: Recipe) -> None:
         """Validate every block of the recipe that belongs to an entry, refuse blocks no entry owns,
         and run the selected entries' own checks (each merge candidate's as its own merge)."""
@@ -189,46 +243,3 @@ def collect(hook: "pluggy.HookRelay") -> Registry:
     registry = Registry()
     hook.mot_register(register=registry)
     return registry
-
-
-class Selected:
-    """The built-in implementation of the execution hooks, and of `mot_merge_config`: what the recipe
-    selected from the registry. Registered by the plugin manager, after every other plugin."""
-
-    def __init__(self, hook: "pluggy.HookRelay"):
-        self.hook = hook
-
-    @property
-    def registry(self) -> Registry:
-        """Collected on each use (cheap): a plugin registered later is seen too."""
-        return collect(self.hook)
-
-    @hookimpl(tryfirst=True)
-    def mot_check_recipe(self, recipe: Recipe) -> None:
-        """Every registered entry's block is valid; the selected entries accept the recipe."""
-        self.registry.check(recipe)
-
-    @hookimpl(trylast=True)
-    def mot_run_branch(self, recipe: Recipe, step: "Step") -> "BranchResult | dict":
-        launcher, settings = self.registry.launcher(recipe)
-        return launcher.run_branch(recipe, step, settings)
-
-    @hookimpl(trylast=True)
-    def mot_merge_config(self, recipe: Recipe, merge: "MergeSpec") -> dict:
-        executor, settings = self.registry.merge_executor(recipe)
-        return executor.config(recipe, merge, settings)
-
-    @hookimpl(trylast=True)
-    def mot_run_merge(self, recipe: Recipe, step: "Step") -> "MergeResult | dict":
-        """The merge with its candidate's settings; with `weights: validation`, its weights resolved
-        first (`mot_plugin.weights`)."""
-        from mot_plugin.results import parse_result
-        from mot_plugin.weights import resolve_weights
-
-        recipe = recipe.with_merge(step.spec.candidate)
-        executor, settings = self.registry.merge_executor(recipe)
-        if not step.spec.weights_from:
-            return executor.run(recipe, step, settings)
-        step, weights = resolve_weights(recipe, step, self.hook)
-        result = parse_result("merge", executor.run(recipe, step, settings), step.id)
-        return result.model_copy(update={"weights": weights})

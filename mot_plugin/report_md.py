@@ -61,11 +61,16 @@ def _with_run(header: list[str], rows: list[dict], cells) -> list[str]:
                   [([row["run"]] if several else []) + cells(row) for row in rows])
 
 
+def _executor(metrics: dict[str, Any]) -> str:
+    """` (mergekit)`: the merge executor, as the run recorded it (not in older runs' metrics)."""
+    return f" ({metrics['merge_executor']})" if metrics.get("merge_executor") else ""
+
+
 def _header(metrics: dict[str, Any]) -> list[str]:
     lines = [f"# MoT report: {Path(metrics['run_dir']).name}", "",
              f"- student: `{metrics['student']}`; teachers: {', '.join(metrics['teachers'])}",
              f"- {metrics['rounds']} rounds x {metrics['steps_per_round']} steps per branch; "
-             f"merge: {metrics['merge']} ({metrics.get('merge_executor', 'mergekit')}); baseline budget: {metrics['baseline_budget']}"]
+             f"merge: {metrics['merge']}{_executor(metrics)}; baseline budget: {metrics['baseline_budget']}"]
     ev = metrics["eval"]
     if ev:
         decoding = "greedy" if ev["samples"] == 1 else f"{ev['samples']} samples at temperature {ev['temperature']}"

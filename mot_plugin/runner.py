@@ -23,10 +23,11 @@ from mot_plugin.diagnostics import merge_diagnostics
 from mot_plugin.environment import ENVIRONMENT_FILE, environment
 from mot_plugin.errors import StepFailed
 from mot_plugin.eta import eta_line
-from mot_plugin.planner import Plan, human_bytes, weights_bytes
+from mot_plugin.planner import Plan
 from mot_plugin.rundir import (CURRENT_FILE, check_paths, clear_step, config_digest, diagnostics_path,
                                last_progress, read_result, run_lock, step_state, write_configs)
 from mot_plugin.results import StepResult
+from mot_plugin.sizes import human_bytes, weights_bytes
 from mot_plugin.steps import Step
 
 

@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 
 from conftest import recipe_data, write_recipe
 from mot_plugin import axolotl_config
-from mot_plugin.adapters import adapter_bytes
+from mot_plugin.sizes import adapter_bytes
 from mot_plugin.builtin.mergekit_merge import ADAPTER_METHODS
 from mot_plugin.cli import main
 

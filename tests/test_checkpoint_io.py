@@ -11,10 +11,11 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import recipe_data, write_recipe
-from mot_plugin import checkpoint_io
-from mot_plugin.adapters import weight_shapes
+from mot_plugin import checkpoint_io, sizes
+from mot_plugin.sizes import weight_shapes
 from mot_plugin.cli import main
-from mot_plugin.planner import human_bytes, plan_run
+from mot_plugin.planner import plan_run
+from mot_plugin.sizes import human_bytes
 from mot_plugin.plugins import plugin_manager
 from mot_plugin.recipe import RecipeError, parse_recipe
 
@@ -39,7 +40,7 @@ def test_each_round_reads_and_writes_what_its_steps_load_and_save(toy, tmp_path)
     the merge reads K and writes one, the round's evaluation reads one."""
     data = recipe_data(toy, tmp_path / "run", teachers=("brief", "wordy", "tensfirst"), rounds=3,
                        eval={"data": str(toy["eval"])})
-    rounds = checkpoint_io.round_io(_plan(data))
+    rounds = sizes.round_io(_plan(data))
     params, student = _params(toy), _student_bytes(toy)
     one = 4 * params
     first = rounds[1]
@@ -56,7 +57,7 @@ def test_bf16_branches_and_merges_are_half_the_bytes(toy, tmp_path):
     plan = _plan(data)
     merge = next(s for s in plan.steps if s.kind == "merge")
     assert merge.config["out_dtype"] == "bfloat16", "the merge is written in the dtype the branches train in"
-    rounds = checkpoint_io.round_io(plan)
+    rounds = sizes.round_io(plan)
     assert rounds[1]["branch"].written == 2 * 2 * _params(toy)
     assert rounds[1]["merge"].written == 2 * _params(toy)
     data["mot"]["merge"] = {"out_dtype": "float32"}

@@ -27,7 +27,7 @@ def test_plugin_examples_are_the_tested_plugins():
 
 def test_plugins_doc_names_every_builtin():
     text = (ROOT / "docs/plugins.md").read_text()
-    for name in (*BUILTINS, "mot_plugin.registry.Selected"):
+    for name in (*BUILTINS, "mot_plugin.builtin.selected.Selected"):
         assert f"`{name}`" in text, f"docs/plugins.md does not name the built-in plugin {name}"
 
 

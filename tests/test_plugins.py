@@ -153,3 +153,13 @@ def test_one_recipe_runs_all_four_examples(installed, toy, tmp_path):
     report = CliRunner().invoke(main, ["report", str(run)])
     assert report.exit_code == 0, report.output
     assert "subset" in json.loads((run / "metrics.json").read_text())["baselines"]
+
+
+def test_mot_plugins_lists_every_entry_with_its_distribution(installed):
+    result = CliRunner().invoke(main, ["plugins"])
+    assert result.exit_code == 0, result.output
+    rows = [line.split() for line in result.output.splitlines()]
+    assert ["merge", "executor", "mean", "example_plugins.mean_merge", "(mot-examples)"] in rows
+    assert ["launcher", "slurm", "mot_plugin.builtin.slurm_launcher", "(mot-plugin)"] in rows
+    kinds = {" ".join(row[:2]) if row[0] in ("merge", "eval") else row[0] for row in rows}
+    assert kinds == {"launcher", "merge executor", "baseline", "eval backend"}

@@ -14,7 +14,7 @@ from conftest import FAST, recipe_data, write_recipe
 from fake_launcher import CALLS, SPANS
 from mot_plugin import runner
 from mot_plugin.cli import main
-from mot_plugin.planner import human_bytes
+from mot_plugin.sizes import human_bytes
 from mot_plugin.rundir import run_lock
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -25,6 +25,7 @@ from mot_plugin.builtin import slurm_launcher
 from mot_plugin.planner import plan_run
 from mot_plugin.plugins import plugin_manager
 from mot_plugin.recipe import Launch, RecipeError, load_recipe
+from mot_plugin.registry import collect
 from mot_plugin.steps import Step, markers
 
 ROOT = Path(__file__).parents[1]
@@ -39,6 +40,11 @@ def _plan(path: Path):
     return plan_run(recipe, pm.hook)
 
 
+def _slurm(recipe):
+    """The recipe's Slurm settings, as the registry passes them to the launcher."""
+    return collect(plugin_manager(()).hook).launcher(recipe)[1]
+
+
 def test_job_script_text(make_recipe, tmp_path):
     launch = {"launcher": "slurm", "processes": 2, "port": 31000,
               "slurm": {"sbatch_args": ["--partition=gpu", "--gres=gpu:8", "--comment=two words"], "setup": ["source /opt/venv/bin/activate"]}}
@@ -46,7 +52,7 @@ def test_job_script_text(make_recipe, tmp_path):
     step = next(s for s in plan.steps if s.kind == "branch")
     env = slurm_launcher.job_env({"HF_HUB_OFFLINE": "1", "HF_TOKEN": "secret", "PYTHONPATH": "/src", "HOME": "/root"})
     assert env == {"AXOLOTL_DO_NOT_TRACK": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": "/src", "PYTHONUNBUFFERED": "1"}
-    text = slurm_launcher.job_script(plan.recipe, step, Path("/work dir"), env)
+    text = slurm_launcher.job_script(plan.recipe, step, _slurm(plan.recipe), Path("/work dir"), env)
     lines = text.splitlines()
     assert lines[0] == "#!/bin/bash"
     assert f"#SBATCH --job-name=mot-{step.id}" in lines
@@ -246,7 +252,7 @@ def test_scale_out_doc_matches_the_script(make_recipe):
     script_block = re.findall(r"```bash\n(#!/bin/bash.*?)```", doc, flags=re.S)[0]
     plan = _plan(make_recipe(rounds=1, launch=launch.model_dump()))
     step = next(s for s in plan.steps if s.kind == "branch")
-    text = slurm_launcher.job_script(plan.recipe, step, Path("/shared/work"), {})
+    text = slurm_launcher.job_script(plan.recipe, step, _slurm(plan.recipe), Path("/shared/work"), {})
     for line in text.splitlines():
         if step.id not in line and "python" not in line.lower():
             assert line in script_block.splitlines(), f"docs/scale-out.md's job script lacks {line!r}"

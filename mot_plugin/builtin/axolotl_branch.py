@@ -12,10 +12,12 @@ import threading
 from contextlib import contextmanager
 from typing import Any, Iterator
 
+from pydantic import BaseModel, ConfigDict
+
 from mot_plugin.axolotl_config import own_keys
 from mot_plugin.hookspecs import hookimpl
 from mot_plugin.process import StepFailed, python_command, run_logged, warm_dir
-from mot_plugin.recipe import Recipe
+from mot_plugin.recipe import Line, Recipe, RecipeError
 from mot_plugin.registry import Launcher
 from mot_plugin.results import BranchResult, PrepareResult
 from mot_plugin.steps import BranchSpec, Step
@@ -65,12 +67,36 @@ def _slot(parallel: int) -> Iterator[int]:
         free.put(number)
 
 
-def run_local(recipe: Recipe, step: Step, settings: Any = None) -> BranchResult:
+class LocalSettings(BaseModel):
+    """The local launcher's settings (`mot.launch.local`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    devices: list[Line] = []
+    """`CUDA_VISIBLE_DEVICES` for each concurrent branch (for example `["0,1", "2,3"]`); at least
+    `launch.parallel` groups when set, each with at least `launch.processes` devices. (Its old place,
+    `launch.devices`, is still read.)"""
+
+
+def check_local(recipe: Recipe, settings: LocalSettings) -> None:
+    """A device group for each concurrent branch, each with a device for each of its processes."""
+    launch, devices = recipe.mot.launch, settings.devices
+    key = "mot.launch.devices" if "devices" in launch.moved else "mot.launch.local.devices"
+    if devices and len(devices) < launch.parallel:
+        raise RecipeError(f"{key}: {len(devices)} device groups for launch.parallel {launch.parallel}; "
+                          f"give one group per concurrent branch")
+    for number, group in enumerate(devices):
+        if len(group.split(",")) < launch.processes:
+            raise RecipeError(f"{key}: group {number} ({group!r}) has fewer devices than "
+                              f"launch.processes {launch.processes}")
+
+
+def run_local(recipe: Recipe, step: Step, settings: LocalSettings) -> BranchResult:
     """The local launcher: the branch runs on this machine, in a slot of its own."""
     launch = recipe.mot.launch
     with _slot(launch.parallel) as slot:
         env = dict(BRANCH_ENV)
-        devices = launch.devices[slot] if launch.devices else None
+        devices = settings.devices[slot] if settings.devices else None
         if devices is not None:
             env["CUDA_VISIBLE_DEVICES"] = devices
         elif launch.parallel > 1 and "OMP_NUM_THREADS" not in os.environ:
@@ -86,7 +112,7 @@ def run_local(recipe: Recipe, step: Step, settings: Any = None) -> BranchResult:
 
 @hookimpl
 def mot_register(register) -> None:
-    register(Launcher("local", run_branch=run_local))
+    register(Launcher("local", run_branch=run_local, settings=LocalSettings, check=check_local))
 
 
 @hookimpl(trylast=True)

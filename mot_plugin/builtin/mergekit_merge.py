@@ -9,7 +9,8 @@ index, in `out_dtype` (by default the dtype the branches train in), computing on
 sees one.
 
 mergekit ignores unknown keys silently, so every method name and parameter is checked here before
-anything runs. mergekit is imported lazily (it imports torch).
+anything runs, against the facts of mergekit's methods shipped as data (`mergekit_methods`): planning
+does not import mergekit (it imports torch).
 
 Adapter branches are merged through mergekit's `student+adapter` model references: mergekit merges
 each adapter into a full copy of the student (PEFT's `merge_and_unload`, on the CPU, offline for a
@@ -22,16 +23,15 @@ import os
 import shutil
 import sys
 import threading
-from functools import cache
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from mot_plugin.atomic import check_inside, read_json, remove_tree, write_json
+from mot_plugin.atomic import remove_tree
+from mot_plugin.builtin.mergekit_methods import check_value, facts
 from mot_plugin.hookspecs import hookimpl
 from mot_plugin.process import python_command, run_logged, warm_dir
 from mot_plugin.recipe import Recipe, RecipeError
-from mot_plugin.registry import MergeExecutor
+from mot_plugin.registry import MergeExecutor, MergeSizes
 from mot_plugin.results import MergeResult
 from mot_plugin.steps import MergeSpec, Step
 
@@ -50,102 +50,49 @@ LORA_CACHE = "lora-merge-cache"
 """mergekit's copies of the student with each adapter merged in, next to the merge's output."""
 
 
-@cache
-def _method(name: str):
-    from mergekit.merge_methods.registry import get, registered_methods
-
-    try:
-        return get(name)
-    except RuntimeError:
-        known = ", ".join(sorted(m.spec.name for m in registered_methods()))
-        raise RecipeError(f"mot.merge.method: unknown mergekit method {name!r} (known: {known})") from None
-
-
-METHODS_FILE = "mergekit-methods.json"
-"""In the run directory: what planning needs to know of the recipe's mergekit methods (each one's
-base-model policy, how many models it merges, its parameters), recorded by `mot plan` and `mot run`
-so that planning again does not import mergekit (1-3 s: it imports torch)."""
-
-
-def _mergekit_version() -> str | None:
-    try:
-        return version("mergekit")
-    except PackageNotFoundError:
-        return None
-
-
-def method_facts(name: str) -> dict[str, Any]:
-    """The facts of mergekit method `name`, from mergekit's registry."""
-    spec = _method(name).spec
-    return {"base": spec.contract.base.value, "min_inputs": spec.contract.min_inputs,
-            "max_inputs": spec.contract.max_inputs,
-            "parameters": {p.name: {"scope": p.scope.value, "required": p.required} for p in spec.parameters}}
-
-
-def _recorded(run_dir: Path) -> dict[str, Any]:
-    """The methods' facts recorded in `run_dir` for the installed mergekit ({} if none)."""
-    recorded = read_json(run_dir / METHODS_FILE)
-    ok = isinstance(recorded, dict) and recorded.get("mergekit") == _mergekit_version()
-    return recorded.get("methods") or {} if ok else {}
-
-
-def _facts(recipe: Recipe) -> dict[str, Any]:
-    """The facts of the recipe's method: as recorded in its run directory, else from mergekit."""
-    return _recorded(recipe.run_dir).get(recipe.mot.merge.method) or method_facts(recipe.mot.merge.method)
-
-
-def remember_method(recipe: Recipe) -> None:
-    """Record the facts of every mergekit method the recipe merges with (each candidate's) in its run
-    directory, once it planned without error."""
-    methods = sorted({merge.method for _, merge in recipe.merges() if merge.executor == "mergekit"})
-    recorded = _recorded(recipe.run_dir)
-    if all(method in recorded for method in methods):
-        return
-    facts = {method: recorded.get(method) or method_facts(method) for method in methods}
-    try:
-        write_json(check_inside(recipe.run_dir / METHODS_FILE, recipe.run_dir),
-                   {"mergekit": _mergekit_version(), "methods": facts})
-    except OSError:  # only a cache
-        pass
-
-
 def uses_base_model(recipe: Recipe) -> bool:
     """Whether the round's student is mergekit's `base_model` (resolves `base_model: auto`)."""
     choice = recipe.mot.merge.base_model
     if choice != "auto":
         return choice == "student"
-    return _facts(recipe)["base"] == "required"
+    return facts(recipe.mot.merge.method)["base"] == "required"
+
+
+def out_dtype(recipe: Recipe) -> str:
+    """`merge.out_dtype`, by default the dtype the branches train and save in, else `merge.dtype`."""
+    merge = recipe.mot.merge
+    return merge.out_dtype or recipe.train_dtype or merge.dtype
 
 
 @hookimpl
 def mot_register(register) -> None:
-    register(MergeExecutor("mergekit", config=merge_config, run=run_merge, check=check_merge))
+    register(MergeExecutor("mergekit", config=merge_config, run=run_merge, check=check_merge, sizes=sizes))
 
 
 def check_merge(recipe: Recipe, settings: Any = None) -> None:
     """Method, parameters, per-teacher parameters and the number of inputs, as mergekit sees them."""
     merge = recipe.mot.merge
-    facts = _facts(recipe)
+    method = facts(merge.method)
     for key, path in (("base_model", recipe.student), ("mot.run_dir", str(recipe.run_dir))):
         if "+" in path or "@" in path:
             raise RecipeError(f"{key}: {path} holds '+' or '@', which mergekit reads as an adapter or a revision")
     if recipe.adapter and merge.method not in ADAPTER_METHODS:
         raise RecipeError(f"mot.merge.method: {merge.method} cannot merge {recipe.adapter} adapter branches "
                           f"(methods that can: {', '.join(ADAPTER_METHODS)})")
-    params = facts["parameters"]
-    policy = facts["base"]
+    params = method["parameters"]
+    policy = method["base"]
     if merge.base_model == "student" and policy == "forbidden":
         raise RecipeError(f"mot.merge.base_model: {merge.method} takes no base model")
     if merge.base_model == "none" and policy == "required":
         raise RecipeError(f"mot.merge.base_model: {merge.method} needs a base model (use student or auto)")
     for name, value in merge.parameters.items():
-        _check_value(params, name, value, f"mot.merge.parameters.{name}", merge.method)
+        _check_value(name, value, f"mot.merge.parameters.{name}", merge.method)
     for i, teacher in enumerate(recipe.mot.teachers):
         for name, value in teacher.merge_parameters.items():
             key = f"mot.teachers.{i}.merge_parameters.{name}"
             if name == "weight":
                 raise RecipeError(f"{key}: set mot.teachers.{i}.weight instead")
-            _check_value(params, name, value, key, merge.method)
+            _check_value(name, value, key, merge.method)
             if params[name]["scope"] == "shared":
                 raise RecipeError(f"{key}: a global parameter of {merge.method}; set it in mot.merge.parameters")
         if teacher.weight != 1.0 and "weight" not in params:
@@ -154,20 +101,15 @@ def check_merge(recipe: Recipe, settings: Any = None) -> None:
         if param["required"] and param["scope"] == "shared" and name not in merge.parameters:
             raise RecipeError(f"mot.merge.parameters.{name}: required by {merge.method}")
     inputs = len(recipe.mot.teachers) + uses_base_model(recipe)
-    low, high = facts["min_inputs"], facts["max_inputs"]
+    low, high = method["min_inputs"], method["max_inputs"]
     if inputs < low or (high is not None and inputs > high):
         raise RecipeError(f"mot.teachers: {merge.method} merges {low} to {high if high is not None else 'any'} "
                           f"models, this recipe gives it {inputs}")
 
 
-def _check_value(params: dict, name: str, value: Any, key: str, method: str) -> None:
-    if name not in params:
-        raise RecipeError(f"{key}: not a parameter of {method} (known: {', '.join(params) or 'none'})")
-    parameter = next(p for p in _method(method).spec.parameters if p.name == name)
-    try:
-        parameter.validate(value)
-    except Exception as err:  # pydantic's ValidationError, one line of it
-        raise RecipeError(f"{key}: invalid value {value!r} ({str(err).splitlines()[-1].strip()})") from None
+def _check_value(name: str, value: Any, key: str, method: str) -> None:
+    """A valid value of the parameter, as mergekit validates it, and in its meaningful range."""
+    check_value(name, value, key, method)
     low, high = RANGES.get(name, (None, None))
     if low is not None and isinstance(value, (int, float)) and not low < value <= high:
         raise RecipeError(f"{key}: {value!r} is out of range ({low}, {high}]")
@@ -180,8 +122,8 @@ RANGES = {"density": (0, 1)}
 def merge_config(recipe: Recipe, merge: MergeSpec, settings: Any = None) -> dict[str, Any]:
     """A plain mergekit YAML: `mergekit-yaml merge.yaml OUT` reproduces the merge as it is (adapter
     branches, as `student+adapter` references, also need `--lora-merge-cache DIR`)."""
-    settings = recipe.mot.merge
-    weighted = "weight" in _facts(recipe)["parameters"]
+    block = recipe.mot.merge
+    weighted = "weight" in facts(block.method)["parameters"]
     models = []
     for branch in merge.branches:
         parameters = dict(branch.teacher.merge_parameters)
@@ -189,15 +131,29 @@ def merge_config(recipe: Recipe, merge: MergeSpec, settings: Any = None) -> dict
             parameters["weight"] = branch.teacher.weight
         model = f"{merge.student}+{branch.output_dir}" if branch.adapter else str(branch.output_dir)
         models.append({"model": model, **({"parameters": parameters} if parameters else {})})
-    config: dict[str, Any] = {"merge_method": settings.method}
+    config: dict[str, Any] = {"merge_method": block.method}
     if uses_base_model(recipe):
         config["base_model"] = merge.student
     config["models"] = models
-    if settings.parameters:
-        config["parameters"] = dict(settings.parameters)
-    config["dtype"] = settings.dtype
-    config["out_dtype"] = settings.out_dtype or recipe.train_dtype or settings.dtype
+    if block.parameters:
+        config["parameters"] = dict(block.parameters)
+    config["dtype"] = block.dtype
+    config["out_dtype"] = out_dtype(recipe)
     return config
+
+
+def sizes(recipe: Recipe, merge: MergeSpec, settings: Any = None) -> MergeSizes:
+    """What the merge reads (the branches, the student as base model; an adapter branch: the student
+    and the adapter, merged into a copy of the student in `merge.dtype` that is written and read back)
+    and the dtype it writes."""
+    inputs: list[str] = []
+    for branch in merge.branches:
+        inputs += [merge.student, str(branch.output_dir)] if branch.adapter else [str(branch.output_dir)]
+    if uses_base_model(recipe):
+        inputs.append(merge.student)
+    copies = sum(1 for branch in merge.branches if branch.adapter)
+    return MergeSizes(inputs, out_dtype(recipe), copies=copies, copy_dtype=recipe.mot.merge.dtype,
+                      copies_are="mergekit's LoRA merge cache")
 
 
 def run_merge(recipe: Recipe, step: Step, settings: Any = None) -> MergeResult:

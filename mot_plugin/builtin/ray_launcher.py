@@ -19,10 +19,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from mot_plugin.atomic import read_json, remove_tree
+from mot_plugin.findings import Finding
 from mot_plugin.hookspecs import hookimpl
 from mot_plugin.process import StepFailed, run_logged
 from mot_plugin.recipe import Recipe, RecipeError
-from mot_plugin.registry import Launcher, validated
+from mot_plugin.registry import Launcher
 from mot_plugin.results import BranchResult
 from mot_plugin.steps import Step
 from mot_plugin.train_command import BRANCH_ENV, branch_command, branch_result
@@ -51,11 +52,6 @@ class RaySettings(BaseModel):
     """How often a branch whose worker died is run again."""
 
 
-def settings_of(recipe: Recipe) -> RaySettings:
-    """The recipe's `mot.launch.ray` block (validated when the recipe was checked)."""
-    return validated(RaySettings, (recipe.mot.launch.model_extra or {}).get("ray"), "mot.launch.ray")
-
-
 def _ray_installed() -> bool:
     return importlib.util.find_spec("ray") is not None
 
@@ -65,12 +61,20 @@ def check(recipe: Recipe, settings: RaySettings) -> None:
         raise RecipeError("mot.launch.launcher: ray needs the ray package (pip install 'mot-plugin[ray]')")
 
 
+def findings(recipe: Recipe, settings: RaySettings) -> list[Finding]:
+    """The cluster it connects to (risky: ray), or the local Ray it starts."""
+    if settings.address:
+        return [Finding("contacts", "ray", "mot.launch.ray.address", settings.address)]
+    return [Finding("executes", None, "mot.launch.launcher", "ray", "a local Ray cluster on this machine")]
+
+
 @hookimpl
 def mot_register(register) -> None:
-    register(Launcher("ray", run_branch=run_branch, settings=RaySettings, check=check))
+    register(Launcher("ray", run_branch=run_branch, settings=RaySettings, check=check, findings=findings,
+                      risks={"ray": "connects to a Ray cluster"}))
 
 
-def _connect(recipe: Recipe) -> Any:
+def _connect(settings: RaySettings) -> Any:
     """`ray`, connected once per process (several runner threads may ask at once)."""
     import logging
 
@@ -80,7 +84,7 @@ def _connect(recipe: Recipe) -> Any:
         if not ray.is_initialized():
             env = {name: os.environ[name] for name in PASSED_ENV if name in os.environ}
             env.update(BRANCH_ENV)
-            address = settings_of(recipe).address
+            address = settings.address
             # unset address: a new local Ray for this run (never one found on the machine), on loopback,
             # without a dashboard
             local = {} if address else {"include_dashboard": False, "_node_ip_address": "127.0.0.1"}
@@ -104,7 +108,7 @@ def _attempt(step: Step, task_id: str) -> int:
     return previous.get("attempt", 0) + 1 if previous.get("task_id") == task_id else 1
 
 
-def run_branch_task(recipe: Recipe, step: Step) -> BranchResult:
+def run_branch_task(recipe: Recipe, step: Step, settings: RaySettings) -> BranchResult:
     """The Ray task: record where it runs, start clean, train, return the branch's result."""
     import ray
 
@@ -116,7 +120,7 @@ def run_branch_task(recipe: Recipe, step: Step) -> BranchResult:
     port = _free_port() if recipe.mot.launch.processes > 1 else recipe.mot.launch.port
     step.record_where(launcher="ray", host=socket.gethostname(), node_ip=ray.util.get_node_ip_address(),
                       worker_pid=os.getpid(), task_id=task_id, attempt=attempt,
-                      gpus=os.environ.get("CUDA_VISIBLE_DEVICES") if settings_of(recipe).num_gpus else None,
+                      gpus=os.environ.get("CUDA_VISIBLE_DEVICES") if settings.num_gpus else None,
                       port=port if recipe.mot.launch.processes > 1 else None)
     remove_tree(step.output_dir, recipe.run_dir)
     run_logged(step.id, branch_command(recipe, step, port), step.log_path, env=BRANCH_ENV)
@@ -125,12 +129,12 @@ def run_branch_task(recipe: Recipe, step: Step) -> BranchResult:
 
 def run_branch(recipe: Recipe, step: Step, settings: RaySettings) -> BranchResult:
     """The branch as a Ray task with `launch.ray`'s resources; blocks this runner thread until it ends."""
-    ray = _connect(recipe)
+    ray = _connect(settings)
     task = _remote[0].options(
         num_cpus=settings.num_cpus, num_gpus=settings.num_gpus, max_retries=settings.max_retries,
         retry_exceptions=False, name=f"mot:{step.id}")
     try:
-        return ray.get(task.remote(recipe, step))
+        return ray.get(task.remote(recipe, step, settings))
     except ray.exceptions.RayTaskError as err:
         cause = err.cause
         if isinstance(cause, StepFailed):

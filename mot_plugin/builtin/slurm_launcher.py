@@ -25,10 +25,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from mot_plugin.atomic import read_json, remove_tree, write_text
+from mot_plugin.findings import Description, Finding
 from mot_plugin.hookspecs import hookimpl
 from mot_plugin.process import StepFailed
 from mot_plugin.recipe import Line, Recipe, RecipeError
-from mot_plugin.registry import Launcher, validated
+from mot_plugin.registry import Launcher
 from mot_plugin.results import BranchResult
 from mot_plugin.steps import Step
 from mot_plugin.train_command import BRANCH_ENV, branch_command, branch_result
@@ -65,25 +66,27 @@ class SlurmSettings(BaseModel):
     """How often `squeue` is asked whether a job has ended."""
 
 
-def settings_of(recipe: Recipe) -> SlurmSettings:
-    """The recipe's `mot.launch.slurm` block (validated when the recipe was checked)."""
-    return validated(SlurmSettings, (recipe.mot.launch.model_extra or {}).get("slurm"), "mot.launch.slurm")
-
-
 def check(recipe: Recipe, settings: SlurmSettings) -> None:
     if not (shutil.which("sbatch") and shutil.which("squeue")):
         raise RecipeError("mot.launch.launcher: slurm needs sbatch and squeue on PATH")
 
 
-def describe(recipe: Recipe, step: Step, settings: SlurmSettings) -> list[str]:
-    """What `mot plan` shows: the job script of the first branch."""
-    return [f"job script of {step.id} (every branch's differs only in its paths):",
-            *(f"  {line}" for line in job_script(recipe, step, Path.cwd(), job_env()).splitlines())]
+def describe(recipe: Recipe, step: Step, settings: SlurmSettings) -> Description:
+    """What `mot plan` and `mot check` show: the job script of the first branch."""
+    return Description(f"job script of {step.id} (every branch's differs only in its paths)",
+                       job_script(recipe, step, settings, Path.cwd(), job_env()))
+
+
+def findings(recipe: Recipe, settings: SlurmSettings) -> list[Finding]:
+    """The setup lines every job runs (risky: shell), and the sbatch options."""
+    return [*(Finding("executes", "shell", f"mot.launch.slurm.setup.{i}", line) for i, line in enumerate(settings.setup)),
+            Finding("executes", None, "mot.launch.slurm.sbatch_args", " ".join(settings.sbatch_args))]
 
 
 @hookimpl
 def mot_register(register) -> None:
-    register(Launcher("slurm", run_branch=run_branch, settings=SlurmSettings, check=check, describe=describe))
+    register(Launcher("slurm", run_branch=run_branch, settings=SlurmSettings, check=check, describe=describe,
+                      findings=findings, risks={"shell": "shell lines run in every Slurm job"}))
 
 
 def _exit_path(step: Step) -> Path:
@@ -113,9 +116,8 @@ def _sbatch_arg(arg: str) -> str:
     return f"{name}={_sbatch_value(value)}" if eq and name.startswith("-") else arg
 
 
-def job_script(recipe: Recipe, step: Step, workdir: Path, env: dict[str, str]) -> str:
+def job_script(recipe: Recipe, step: Step, slurm: SlurmSettings, workdir: Path, env: dict[str, str]) -> str:
     """The text of a branch's batch script."""
-    slurm = settings_of(recipe)
     exit_file = _exit_path(step).absolute()
     command = " ".join('"$MOT_PORT"' if arg == _PORT else shlex.quote(arg)
                        for arg in branch_command(recipe, step, _PORT))  # type: ignore[arg-type]
@@ -226,10 +228,10 @@ def _track(step_id: str, job_id: str | None) -> None:
             _atexit_registered = True
 
 
-def submit(recipe: Recipe, step: Step) -> str:
+def submit(recipe: Recipe, step: Step, settings: SlurmSettings) -> str:
     """Write the branch's script and submit it; return the job id."""
     script = _script_path(step).absolute()
-    write_text(script, job_script(recipe, step, Path.cwd(), job_env()))
+    write_text(script, job_script(recipe, step, settings, Path.cwd(), job_env()))
     script.chmod(0o755)
     _exit_path(step).unlink(missing_ok=True)
     step.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -242,9 +244,8 @@ def submit(recipe: Recipe, step: Step) -> str:
     return job_id
 
 
-def wait(recipe: Recipe, step: Step, job_id: str, where: dict[str, Any]) -> None:
-    """Poll `squeue` every `poll_seconds` until the job is gone; record its node once it runs."""
-    poll = settings_of(recipe).poll_seconds
+def wait(step: Step, job_id: str, where: dict[str, Any], poll: float) -> None:
+    """Poll `squeue` every `poll` seconds until the job is gone; record its node once it runs."""
     failing_since: float | None = None
     while True:
         try:
@@ -291,11 +292,11 @@ def run_branch(recipe: Recipe, step: Step, settings: SlurmSettings) -> BranchRes
     """The Slurm launcher: the branch is one `sbatch` job; wait for it, then read its result."""
     if cancel_orphan(step):
         remove_tree(step.output_dir, recipe.run_dir)  # what the orphan wrote after the runner cleared it
-    job_id = submit(recipe, step)
+    job_id = submit(recipe, step, settings)
     _track(step.id, job_id)  # until the job is gone: `mot run` exiting cancels it
     where: dict[str, Any] = {"launcher": "slurm", "job_id": job_id, "script": str(_script_path(step).absolute()),
                              "node": None}
     step.record_where(**where)
-    wait(recipe, step, job_id, where)
+    wait(step, job_id, where, settings.poll_seconds)
     _track(step.id, None)
     return outcome(step, job_id)

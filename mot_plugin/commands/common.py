@@ -9,7 +9,6 @@ from pathlib import Path
 import click
 
 from mot_plugin.axolotl_config import VALIDATED_FILE, check_branch_configs, notes
-from mot_plugin.builtin.mergekit_merge import remember_method
 from mot_plugin.errors import UserError
 from mot_plugin.planner import Plan, plan_run
 from mot_plugin.plugins import plugin_manager
@@ -46,9 +45,7 @@ def recipe_plans(recipe_path: str | Path, seeds: tuple[int, ...] = (), check_fil
     if check_files:
         found = [line for the_plan in plans for line in
                  check_branch_configs(the_plan, the_plan.recipe.run_dir / VALIDATED_FILE, click.echo)]
-        for the_plan in plans:
-            remember_method(the_plan.recipe)
-        for line in dict.fromkeys([*notes(plans[0].recipe), *found]):
+        for line in dict.fromkeys([*notes(plans[0].recipe), *plans[0].recipe.mot.launch.moved_notes(), *found]):
             click.echo(f"note: {line}")
     return plans, pm
 
@@ -104,5 +101,6 @@ STRICT_OPTION = click.option(
 
 ALLOW_OPTION = click.option(
     "--allow", "allowed", multiple=True, metavar="KIND",
-    help="Accept findings of KIND (repeatable): plugin, axolotl-plugin, dataset-code, remote-code, shell, hub, push, "
-         "tracker, ray, url, outside-path.")
+    help="Accept findings of KIND (repeatable): plugin, axolotl-plugin, dataset-code, remote-code, hub, push, "
+         "tracker, url, outside-path, and those the selected launcher or merge executor reports (`mot check` "
+         "names each with what it means).")

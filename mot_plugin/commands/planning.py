@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import click
 
 from mot_plugin import adapters, checkpoint_io, choices
+from mot_plugin.check import descriptions
 from mot_plugin.commands.common import ALLOW_OPTION, SEED_OPTION, STRICT_OPTION, located, recipe_plans, run_command
 from mot_plugin.errors import UserError, load_yaml
-from mot_plugin.planner import Plan, human_bytes, plan_run, weights_bytes
+from mot_plugin.findings import SECTIONS, Description
+from mot_plugin.planner import Plan, plan_run
 from mot_plugin.plugins import plugin_manager
 from mot_plugin.recipe import RecipeError, load_recipe
 from mot_plugin.registry import Registry, collect
 from mot_plugin.rundir import check_paths, run_lock, step_state, write_configs
+from mot_plugin.sizes import disk
 
 
 @click.command()
@@ -81,7 +85,7 @@ def _preview(recipe_path: str, tokens_per_second: float | None = None) -> None:
 
 def _print_plan(the_plan: Plan, registry: Registry, tokens_per_second: float | None = None) -> None:
     """The plan: its size, every step (state, config path relative to the run directory), disk, I/O,
-    time, the merge candidates and the launcher's own lines."""
+    time, the merge candidates and what the launcher and merge executors describe."""
     from mot_plugin import eta
 
     mot, run_dir = the_plan.recipe.mot, the_plan.recipe.run_dir
@@ -96,34 +100,12 @@ def _print_plan(the_plan: Plan, registry: Registry, tokens_per_second: float | N
     width = max(32, *(len(step.id) for step in the_plan.steps))
     for step in the_plan.steps:
         click.echo(f"  {step.id:<{width}} {step_state(step):<8} {step.config_path.relative_to(run_dir)}")
-    click.echo(f"  disk: {_disk(the_plan)}")
-    for line in checkpoint_io.describe(the_plan) + eta.describe(the_plan, tokens_per_second):
+    click.echo(f"  disk: {disk(the_plan, registry)}")
+    for line in checkpoint_io.describe(the_plan, registry) + eta.describe(the_plan, tokens_per_second):
         click.echo(f"  {line}")
-    launcher, settings = registry.launcher(the_plan.recipe)
-    if launcher.describe is not None:
-        first = next(s for s in the_plan.steps if s.trains)
-        for line in launcher.describe(the_plan.recipe, first, settings):
-            click.echo(f"  {line}")
-
-
-def _disk(the_plan: Plan) -> str:
-    """The peak disk the run needs, and how it was estimated."""
-    student = Path(the_plan.recipe.student)
-    size = weights_bytes(student)
-    if not size:
-        return "unknown (the student is not a local directory)"
-    keep = "kept" if the_plan.recipe.mot.keep_branches else "deleted after their merge"
-    if not the_plan.recipe.adapter:
-        return (f"at most {human_bytes(the_plan.disk_estimate(size))} of weights at once (checkpoints of "
-                f"{human_bytes(size)}; branch weights {keep}), plus tokenized data")
-    branches = [s for s in the_plan.steps if s.trains]
-    adapter = max(adapters.adapter_bytes(student, s.config) or 0 for s in branches)
-    copy = adapters.merged_copy_bytes(student, the_plan.recipe.mot.merge.dtype) or size
-    peak = the_plan.disk_estimate(size, adapter_bytes=adapter, merge_copy_bytes=copy)
-    return (f"at most {human_bytes(peak)} of weights at once (students of {human_bytes(size)}; adapters of about "
-            f"{human_bytes(adapter)} each, estimated as lora_r x (in + out) float32 weights per targeted layer; "
-            f"each merge briefly holds one {human_bytes(copy)} copy of the student per branch, mergekit's LoRA "
-            f"merge cache; adapters {keep}), plus tokenized data")
+    for description in descriptions(the_plan, registry):
+        click.echo(f"  {description.title}:")
+        click.echo("".join(f"    {line}\n" for line in description.text.splitlines()), nl=False)
 
 
 @click.command()
@@ -161,7 +143,8 @@ def _init_from_published(directory: Path, source: str, allowed: tuple[str, ...],
     from mot_plugin.atomic import write_json, write_text
     from mot_plugin.recipe import parse_recipe
 
-    _known_kinds(allowed)
+    entries = checks.registry()
+    _known_kinds(allowed, entries)
     shared = published.fetch(source)
     target, hashes_file = directory / f"{shared.name}.yaml", directory / f"{shared.name}{published.SUFFIX}"
     for path in (target, hashes_file):
@@ -173,9 +156,9 @@ def _init_from_published(directory: Path, source: str, allowed: tuple[str, ...],
     try:
         with chdir(directory):  # judged as `mot` reads it: from DIRECTORY
             recipe = parse_recipe(yaml.safe_load(text), source=f"{shared.source}/recipe.yaml")
-            bad = _show_findings(checks.find(recipe, Path.cwd(), yaml.safe_load(text)), allowed)
+            bad = _show_findings(checks.find(recipe, Path.cwd(), yaml.safe_load(text), entries), allowed)
             if bad:
-                _refuse_risky(bad, f"mot init {directory} --from {source}", 3)
+                _refuse_risky(bad, f"mot init {directory} --from {source}", 3, entries)
             write_text(Path(target.name), text)
             write_json(Path(hashes_file.name), published.to_json(shared))
             found = published.check(recipe, published.to_json(shared))
@@ -193,39 +176,40 @@ def _init_from_published(directory: Path, source: str, allowed: tuple[str, ...],
                "input with the published run's again (`--strict` refuses a difference).")
 
 
-def _known_kinds(allowed: tuple[str, ...]) -> None:
+def _known_kinds(allowed: tuple[str, ...], entries: Registry) -> None:
     """Refuse an `--allow` kind `mot check` does not know."""
     from mot_plugin import check as checks
 
-    unknown = [kind for kind in allowed if kind not in checks.KINDS]
+    kinds = checks.kinds(entries)
+    unknown = [kind for kind in allowed if kind not in kinds]
     if unknown:
-        raise UserError(f"--allow: unknown kind {unknown[0]!r} (kinds: {', '.join(checks.KINDS)})")
+        raise UserError(f"--allow: unknown kind {unknown[0]!r} (kinds: {', '.join(kinds)})")
 
 
-def _show_findings(findings: list, allowed: tuple[str, ...], script: str | None = None) -> list:
+def _show_findings(findings: list, allowed: tuple[str, ...], described: Sequence[Description] = ()) -> list:
     """Print the findings section by section (`mot check`'s screen); return the risky ones not allowed."""
     from mot_plugin import check as checks
 
     bad = checks.risky(findings, allowed)
-    for section in checks.SECTIONS:
+    for section in SECTIONS:
         rows = [f for f in findings if f.section == section]
         if rows:
             click.echo(f"{section.capitalize()}:")
         for f in rows:
             mark = "RISK" if f in bad else "ok" if not f.kind else "allowed"
             click.echo(f"  {mark:<7} {f.kind or '':<14} {f.key}: {f.value}" + (f"  ({f.note})" if f.note else ""))
-        if section == "executes" and script:
-            click.echo("  the Slurm job script of the first branch:")
-            click.echo("".join(f"    | {line}\n" for line in script.splitlines()), nl=False)
+        for description in described if section == "executes" else ():
+            click.echo(f"  {description.title}:")
+            click.echo("".join(f"    | {line}\n" for line in description.text.splitlines()), nl=False)
     return bad
 
 
-def _refuse_risky(bad: list, command: str, code: int) -> None:
+def _refuse_risky(bad: list, command: str, code: int, entries: Registry) -> None:
     """Name the risky kinds and how to accept them, and exit with `code`."""
     from mot_plugin import check as checks
 
-    kinds = sorted({f.kind for f in bad})
-    click.echo(f"{len(bad)} risky finding(s): " + "; ".join(f"{k}: {checks.KINDS[k]}" for k in kinds))
+    kinds, meaning = sorted({f.kind for f in bad}), checks.kinds(entries)
+    click.echo(f"{len(bad)} risky finding(s): " + "; ".join(f"{k}: {meaning[k]}" for k in kinds))
     click.echo(f"Read them; accept a kind with --allow KIND ({command} " + " ".join(f"--allow {k}" for k in kinds) + ")")
     sys.exit(code)
 
@@ -238,10 +222,11 @@ def check(recipe: str, allowed: tuple[str, ...]) -> None:
     Exit 0: nothing risky; 3: risky findings (each marked RISK) not accepted with --allow."""
     from mot_plugin import check as checks
 
-    _known_kinds(allowed)
+    entries = checks.registry()
+    _known_kinds(allowed, entries)
     loaded = load_recipe(recipe, check_files=False)
-    findings = checks.find(loaded, Path(recipe).absolute().parent, load_yaml(Path(recipe), RecipeError))
-    bad = _show_findings(findings, allowed, checks.job_script(loaded))
+    findings = checks.find(loaded, Path(recipe).absolute().parent, load_yaml(Path(recipe), RecipeError), entries)
+    bad = _show_findings(findings, allowed, checks.describe(loaded, entries))
     if bad:
-        _refuse_risky(bad, f"mot check {recipe}", 3)
+        _refuse_risky(bad, f"mot check {recipe}", 3, entries)
     click.echo("Nothing risky found.")

@@ -8,8 +8,9 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
+from mot_plugin.builtin import DEFAULT_EVAL_BACKEND, DEFAULT_LAUNCHER, DEFAULT_MERGE_EXECUTOR, MOVED_LAUNCH_KEYS
 from mot_plugin.errors import UserError
 from mot_plugin.fields import SIZE, Line, Module, Name
 from mot_plugin.hub_ids import check_repo_id, license_id
@@ -79,7 +80,7 @@ class _MergeSettings(_Section):
     """The settings of one merge (the `merge:` block, and each of its candidates). Other keys: the
     settings block of a registered merge executor (`merge.<executor>`)."""
 
-    executor: Name = "mergekit"
+    executor: Name = DEFAULT_MERGE_EXECUTOR
     """The registered merge executor that runs the merges; it reads the fields below."""
     method: str = "linear"
     """A mergekit `merge_method` name; checked against mergekit's registry."""
@@ -88,8 +89,7 @@ class _MergeSettings(_Section):
     dtype: DTYPES = "float32"
     """The dtype mergekit computes in."""
     out_dtype: DTYPES | None = None
-    """The dtype of the merged weights (default: the dtype the branches train in, `bf16: true` ->
-    `bfloat16`, `fp16: true` -> `float16`; else `dtype`)."""
+    """The dtype of the merged weights (default: the merge executor's; docs/recipe.md)."""
     base_model: Literal["auto", "student", "none"] = "auto"
     """`student`: the round's student is mergekit's `base_model` (task_arithmetic, ties, ...);
     `none`: no base model (linear); `auto`: whatever the method requires."""
@@ -146,7 +146,7 @@ class Eval(_Section):
     """Prompts generated at once."""
     limit: int | None = Field(default=None, ge=1)
     """Evaluate only the first `limit` problems."""
-    backend: Name = "transformers"
+    backend: Name = DEFAULT_EVAL_BACKEND
     """A registered eval backend: `transformers` (tested here, CPU or GPU), `vllm` (when installed),
     or a plugin's."""
     name: Line | None = None
@@ -160,15 +160,12 @@ class Launch(_Section):
     """Where and how branches run. Other keys: the settings block of a registered launcher
     (`launch.ray`, `launch.slurm`, `launch.<plugin launcher>`)."""
 
-    launcher: Name = "local"
+    launcher: Name = DEFAULT_LAUNCHER
     """A registered launcher: `local`, this machine; `ray`, Ray tasks; `slurm`, one Slurm job per
     branch; or a plugin's."""
     parallel: int = Field(default=1, ge=1)
     """How many steps run at once (a round's branches are independent). Above 1, every teacher's data
     is tokenized first, so concurrent branches never share Axolotl's prepared-data locks."""
-    devices: list[Line] = []
-    """Local: `CUDA_VISIBLE_DEVICES` for each concurrent branch (for example `["0,1", "2,3"]`);
-    at least `parallel` groups when set, each with at least `processes` devices."""
     processes: int = Field(default=1, ge=1)
     """Processes per branch; above 1 the branch runs under `accelerate launch` (DeepSpeed/FSDP
     settings of the recipe pass through unchanged)."""
@@ -178,6 +175,37 @@ class Launch(_Section):
     `cold`, each as a new Python process. Same commands, logs and results (docs/recipe.md)."""
     port: int = Field(default=29500, ge=1024, le=65000)
     """First rendezvous port; concurrent multi-process branches get distinct ports from here."""
+
+    _moved: tuple[str, ...] = PrivateAttr(default=())
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _old_places(cls, data: Any, handler: Any) -> "Launch":
+        """A key written in its old place (`launch.devices`) is read into its launcher's block
+        (`launch.local.devices`); both places at once are refused."""
+        moved = []
+        if isinstance(data, dict):
+            data = dict(data)
+            for key, block in MOVED_LAUNCH_KEYS.items():
+                if key in data:
+                    settings = data.get(block) if isinstance(data.get(block), dict) else {}
+                    if key in settings:
+                        raise ValueError(f"launch.{key}: moved to launch.{block}.{key}; set it there only")
+                    data[block] = {**settings, key: data.pop(key)}
+                    moved.append(key)
+        launch = handler(data)
+        launch._moved = tuple(moved)
+        return launch
+
+    @property
+    def moved(self) -> tuple[str, ...]:
+        """The keys this recipe wrote in their old place (`devices`)."""
+        return self._moved
+
+    def moved_notes(self) -> list[str]:
+        """A note for each key written in its old place."""
+        return [f"mot.launch.{key}: read as mot.launch.{MOVED_LAUNCH_KEYS[key]}.{key}, its place now; write it there"
+                for key in self._moved]
 
 
 class MotConfig(_Strict):
@@ -262,14 +290,3 @@ class MotConfig(_Strict):
                 raise ValueError(f"baseline {name!r} is listed twice")
         return baselines
 
-    @model_validator(mode="after")
-    def _enough_devices(self) -> "MotConfig":
-        devices = self.launch.devices
-        if devices and len(devices) < self.launch.parallel:
-            raise ValueError(f"launch.devices: {len(devices)} device groups for launch.parallel "
-                             f"{self.launch.parallel}; give one group per concurrent branch")
-        for number, group in enumerate(devices):
-            if len(group.split(",")) < self.launch.processes:
-                raise ValueError(f"launch.devices: group {number} ({group!r}) has fewer devices than "
-                                 f"launch.processes {self.launch.processes}")
-        return self

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict
 
 from mot_plugin.hookspecs import hookimpl
 from mot_plugin.recipe import RecipeError
-from mot_plugin.registry import MergeExecutor
+from mot_plugin.registry import MergeExecutor, MergeSizes
 
 
 class MeanSettings(BaseModel):
@@ -36,7 +36,17 @@ def config(recipe, merge, settings: MeanSettings):
     return {"executor": "mean", "models": [{"model": str(b.output_dir), "weight": b.teacher.weight}
                                            for b in merge.branches],
             "files_from": merge.student if settings.files_from == "student" else str(merge.branches[0].output_dir),
-            "out_dtype": recipe.mot.merge.out_dtype or recipe.mot.merge.dtype}
+            "out_dtype": out_dtype(recipe)}
+
+
+def out_dtype(recipe):
+    """This executor's default for `merge.out_dtype`: `merge.dtype`."""
+    return recipe.mot.merge.out_dtype or recipe.mot.merge.dtype
+
+
+def sizes(recipe, merge, settings: MeanSettings):
+    """What `mot plan` counts: every branch read, the mean written in `out_dtype`."""
+    return MergeSizes(inputs=[str(b.output_dir) for b in merge.branches], out_dtype=out_dtype(recipe))
 
 
 def run(recipe, step, settings: MeanSettings):
@@ -61,4 +71,4 @@ def run(recipe, step, settings: MeanSettings):
 
 @hookimpl
 def mot_register(register):
-    register(MergeExecutor("mean", config=config, run=run, settings=MeanSettings, check=check))
+    register(MergeExecutor("mean", config=config, run=run, settings=MeanSettings, check=check, sizes=sizes))
