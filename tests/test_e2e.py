@@ -380,17 +380,24 @@ def test_resume_after_several_random_kills(toy, tmp_path, reference):
     """Three SIGKILLs of the whole process group at random moments of one run, then `mot run` to the
     end: the final student is bitwise the uninterrupted run's (the seed of the moments is in the message).
     A moment is "after N finished steps, plus a random delay under 1.5 s", with N drawn below the number
-    of steps less one, so the first kill lands before the run can finish on any machine."""
+    of this run's planned steps less one, so the first kill lands before the run can finish on any machine."""
     import random
 
     def finished(run_dir: Path) -> int:
         return sum(1 for _ in run_dir.rglob("*done.json")) if run_dir.exists() else 0
 
+    from mot_plugin.planner import plan_run
+    from mot_plugin.plugins import plugin_manager
+    from mot_plugin.recipe import parse_recipe
+
+    run = tmp_path / "run"
+    data = recipe_data(toy, run)
+    parsed = parse_recipe(data)
+    steps = len(plan_run(parsed, plugin_manager(parsed.mot.plugins).hook).steps)  # this run's, not the shared reference's
     seed = random.randrange(1 << 30)
     rng = random.Random(seed)
-    moments = [(after, round(rng.uniform(0, 1.5), 2)) for after in sorted(rng.sample(range(finished(reference) - 1), 3))]
-    run = tmp_path / "run"
-    recipe = write_recipe(tmp_path / "recipe.yaml", recipe_data(toy, run))
+    moments = [(after, round(rng.uniform(0, 1.5), 2)) for after in sorted(rng.sample(range(steps - 1), 3))]
+    recipe = write_recipe(tmp_path / "recipe.yaml", data)
     killed = []
     for after, delay in moments:
         proc = subprocess.Popen([sys.executable, "-m", "mot_plugin.cli", "run", str(recipe)], cwd=tmp_path,
